@@ -1,0 +1,259 @@
+"""The user's own series: a CSV (.csv, .csv.gz) or parquet file → a clean float frame → windows.
+
+Layouts: wide (a time column plus one column per feature) or long (time, variable, value).
+Blank / NA cells are missing. Anything else that is not a number is an error naming the file,
+column, value and line, never silently coerced; text columns are rejected (or dropped on request).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from csdi.data.errors import DataError
+from csdi.data.windows import WindowSet, window_starts
+
+logger = logging.getLogger(__name__)
+
+TIME_NAMES = ("time", "date", "datetime", "timestamp")
+VARIABLE_NAMES = ("variable", "feature", "parameter", "name")
+VALUE_NAMES = ("value",)
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    """All cells as text (CSV) or as stored (parquet); NA tokens and blanks become NaN."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    name = path.name.lower()
+    try:
+        if name.endswith((".csv", ".csv.gz")):
+            raw = pd.read_csv(path, dtype=str, skipinitialspace=True)
+        elif name.endswith((".parquet", ".pq")):
+            raw = pd.read_parquet(path)
+            if not isinstance(raw.index, pd.RangeIndex):  # a stored index is the time column
+                raw = raw.reset_index()
+        else:
+            raise DataError(f"{path}: unsupported file type; use .csv, .csv.gz or .parquet")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty") from None
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        if isinstance(e, DataError):
+            raise
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{path}: cannot be read ({first_line})") from e
+    if raw.shape[0] == 0:
+        raise DataError(f"{path}: file has a header but no data rows")
+    raw.columns = [str(c).strip() for c in raw.columns]
+    return raw
+
+
+def _line(path: Path, row: int) -> str:
+    """Where data row `row` (0-based) is in the file, as a user would look for it."""
+    return (
+        f"line {row + 2}" if not path.name.lower().endswith((".parquet", ".pq")) else f"row {row}"
+    )
+
+
+def _as_numbers(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(float values with NaN missing, bool mask of non-missing cells that are not numbers)."""
+    if pd.api.types.is_numeric_dtype(col):
+        return col.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(col), bool)
+    text = col.astype("string").str.strip()
+    nums = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return nums, text.notna().to_numpy() & np.isnan(nums)
+
+
+def _numeric_column(path: Path, col: pd.Series) -> np.ndarray:
+    """A feature column as floats; a cell that is neither blank nor a number is an error."""
+    nums, bad = _as_numbers(col)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{path}: column {col.name!r} has a non-numeric value {col.iloc[i]!r} at "
+            f"{_line(path, i)}"
+        )
+    inf = np.isinf(nums)
+    if inf.any():
+        i = int(np.flatnonzero(inf)[0])
+        raise DataError(
+            f"{path}: column {col.name!r} has an infinite value {col.iloc[i]!r} at {_line(path, i)}"
+        )
+    return nums
+
+
+def _is_text_column(col: pd.Series) -> bool:
+    """Non-missing cells exist and none of them is a number (a label / category column)."""
+    nums, bad = _as_numbers(col)
+    return bool(bad.any() and np.isnan(nums).all())
+
+
+def _parse_times(path: Path, col: pd.Series, strict: bool) -> pd.Index | None:
+    """Numbers or dates as a time index; None (if not strict) when the column is neither."""
+    missing = col.isna().to_numpy()
+    if missing.any():
+        if not strict:
+            return None
+        i = int(np.flatnonzero(missing)[0])
+        raise DataError(f"{path}: time column {col.name!r} is blank at {_line(path, i)}")
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return pd.DatetimeIndex(col, name=col.name)
+    nums, bad = _as_numbers(col)
+    if not bad.any() and np.isfinite(nums).all():
+        return pd.Index(nums, name=col.name)
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(col.astype(str), format="mixed"), name=col.name)
+    except (ValueError, TypeError, OverflowError):
+        if not strict:
+            return None
+        for i, v in enumerate(col.astype(str)):
+            if not np.isnan(pd.to_numeric(v, errors="coerce")):
+                continue
+            try:
+                pd.to_datetime(v)
+            except (ValueError, TypeError, OverflowError):
+                raise DataError(
+                    f"{path}: time column {col.name!r} has a value {v!r} at {_line(path, i)} "
+                    "that is neither a number nor a date"
+                ) from None
+        raise DataError(f"{path}: time column {col.name!r} mixes numbers and dates") from None
+
+
+def _find_time_column(path: Path, raw: pd.DataFrame, time_column: str | None) -> pd.Index | None:
+    """Time index of the named / conventionally named / monotone first column, else None."""
+    if time_column is not None:
+        if time_column not in raw.columns:
+            raise DataError(
+                f"{path}: time column {time_column!r} not found; columns are {list(raw.columns)}"
+            )
+        return _parse_times(path, raw[time_column], strict=True)
+    for c in raw.columns:
+        if c.lower() in TIME_NAMES:
+            return _parse_times(path, raw[c], strict=True)
+    first = raw[raw.columns[0]]
+    times = _parse_times(path, first, strict=False)
+    if times is not None and times.is_monotonic_increasing:
+        return times
+    return None
+
+
+def _check_unique_times(path: Path, times: pd.Index) -> None:
+    dup = times.duplicated()
+    if dup.any():
+        raise DataError(f"{path}: duplicate time stamp {times[np.flatnonzero(dup)[0]]!s}")
+
+
+def _wide(path: Path, raw: pd.DataFrame, time_column: str | None, drop: bool) -> pd.DataFrame:
+    times = _find_time_column(path, raw, time_column)
+    features = [c for c in raw.columns if times is None or c != times.name]
+    text = [c for c in features if _is_text_column(raw[c])]
+    if text and not drop:
+        raise DataError(
+            f"{path}: non-numeric columns {text}; remove them or pass drop_non_numeric=True"
+        )
+    if text:
+        logger.warning("%s: dropped non-numeric columns %s", path, text)
+    features = [c for c in features if c not in text]
+    if not features:
+        raise DataError(f"{path}: no numeric feature columns (columns: {list(raw.columns)})")
+    data = {c: _numeric_column(path, raw[c]) for c in features}
+    index = times if times is not None else pd.RangeIndex(len(raw), name="step")
+    frame = pd.DataFrame(data, index=index, columns=features)
+    _check_unique_times(path, frame.index)
+    return frame.sort_index(kind="stable")
+
+
+def _pick(raw: pd.DataFrame, names: tuple[str, ...]) -> str | None:
+    return next((c for c in raw.columns if c.lower() in names), None)
+
+
+def _long(path: Path, raw: pd.DataFrame, time_column: str | None) -> pd.DataFrame:
+    variable, value = _pick(raw, VARIABLE_NAMES), _pick(raw, VALUE_NAMES)
+    if variable is None or value is None:
+        raise DataError(
+            f"{path}: long layout needs columns (time, variable, value); got {list(raw.columns)}"
+        )
+    rest = raw.drop(columns=[variable, value])
+    if rest.shape[1] == 0:
+        raise DataError(f"{path}: long layout needs a time column; got {list(raw.columns)}")
+    times = _find_time_column(path, rest, time_column)
+    if times is None:
+        raise DataError(f"{path}: no time column found among {list(rest.columns)}")
+    names = raw[variable].astype("string").str.strip()
+    if names.isna().any():
+        i = int(np.flatnonzero(names.isna().to_numpy())[0])
+        raise DataError(f"{path}: column {variable!r} is blank at {_line(path, i)}")
+    cells = pd.DataFrame(
+        {"time": times, "variable": names.to_numpy(), "value": _numeric_column(path, raw[value])}
+    )
+    dup = cells.duplicated(["time", "variable"])
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DataError(
+            f"{path}: duplicate time stamp {cells['time'].iloc[i]!s} for variable "
+            f"{cells['variable'].iloc[i]!r} at {_line(path, i)}"
+        )
+    frame = cells.pivot(index="time", columns="variable", values="value")
+    frame = frame[list(dict.fromkeys(cells["variable"]))]  # features in order of appearance
+    frame.columns = pd.Index([str(c) for c in frame.columns])
+    frame.index.name = times.name
+    return frame.sort_index(kind="stable").astype(np.float64)
+
+
+def read_table(
+    path: Path | str,
+    *,
+    time_column: str | None = None,
+    layout: Literal["auto", "wide", "long"] = "auto",
+    drop_non_numeric: bool = False,
+) -> pd.DataFrame:
+    """Read a series: index = sorted time stamps, columns = features, float64, NaN missing.
+
+    Wide: the time column is `time_column`, else one named time/date/datetime/timestamp, else
+    the first column if it parses as monotone numbers or dates, else the row number. Long:
+    columns (time, variable, value); `auto` picks long when a variable and a value column exist.
+    Raises DataError (one line naming file, column, value and line) on bad input.
+    """
+    path = Path(path)
+    if layout not in ("auto", "wide", "long"):
+        raise ValueError(f"layout must be 'auto', 'wide' or 'long'; got {layout!r}")
+    raw = _read_raw(path)
+    if layout == "auto":
+        is_long = raw.shape[1] == 3 and _pick(raw, VARIABLE_NAMES) and _pick(raw, VALUE_NAMES)
+        layout = "long" if is_long else "wide"
+    if layout == "long":
+        return _long(path, raw, time_column)
+    return _wide(path, raw, time_column, drop_non_numeric)
+
+
+def frame_to_windows(
+    frame: pd.DataFrame, *, window: int, stride: int
+) -> tuple[WindowSet, np.ndarray]:
+    """Cut a frame (T rows × K features, NaN missing) into windows covering every row.
+
+    Returns the windows (cond None; timestamps = steps since the series start) and their start
+    rows (N,), see `window_starts`; `stitch` puts per-window results back together.
+    """
+    n_rows = len(frame)
+    if window < 2:
+        raise DataError(f"window must be at least 2 steps; got {window}")
+    if window > n_rows:
+        raise DataError(f"window of {window} steps is longer than the series ({n_rows} rows)")
+    if stride < 1:
+        raise DataError(f"stride must be at least 1; got {stride}")
+    data = frame.to_numpy(dtype=np.float64)  # (T, K)
+    starts = window_starts(n_rows, window, stride)
+    rows = starts[:, None] + np.arange(window)  # (N, L)
+    values = data[rows]  # (N, L, K)
+    observed = ~np.isnan(values)
+    windows = WindowSet(
+        values=np.where(observed, values, 0.0).astype(np.float32),
+        observed=observed,
+        cond=None,
+        timestamps=rows.astype(np.float32),
+        feature_names=tuple(str(c) for c in frame.columns),
+    )
+    return windows, starts

@@ -1,0 +1,117 @@
+"""Reading the user's own files: round trips and one clear error per kind of bad input."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from csdi.data.errors import DataError
+from csdi.data.tabular import frame_to_windows, read_table
+from csdi.data.windows import stitch
+
+
+def _write(tmp_path: Path, text: str, name: str = "series.csv") -> Path:
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+WIDE = "date,a,b\n2024-01-01 02:00,3.5,\n2024-01-01 00:00,1,x2\n2024-01-01 01:00,,2e1\n"
+
+
+def test_wide_round_trip_sorted_with_missing(tmp_path: Path) -> None:
+    text = "date,a,b\n2024-01-01 02:00,3.5,\n2024-01-01 00:00,1,-2\n2024-01-01 01:00,NA,2e1\n"
+    for name in ("s.csv", "s.csv.gz"):
+        frame = read_table(_write(tmp_path, text, name))
+        assert list(frame.columns) == ["a", "b"]
+        assert isinstance(frame.index, pd.DatetimeIndex) and frame.index.is_monotonic_increasing
+        expected = np.array([[1.0, -2.0], [np.nan, 20.0], [3.5, np.nan]])
+        np.testing.assert_array_equal(frame.to_numpy(), expected)
+    parquet = tmp_path / "s.parquet"
+    frame.to_parquet(parquet)
+    pd.testing.assert_frame_equal(read_table(parquet), frame, check_freq=False)
+
+
+def test_wide_time_column_detection(tmp_path: Path) -> None:
+    # first column monotone numbers → time; otherwise the row number
+    frame = read_table(_write(tmp_path, "t_hours,x\n0.5,1\n1.5,2\n2.5,3\n"))
+    assert frame.index.tolist() == [0.5, 1.5, 2.5] and list(frame.columns) == ["x"]
+    frame = read_table(_write(tmp_path, "x,y\n3,1\n1,2\n2,3\n"))
+    assert frame.index.tolist() == [0, 1, 2] and list(frame.columns) == ["x", "y"]
+    frame = read_table(_write(tmp_path, "x,when\n3,5\n1,4\n"), time_column="when")
+    assert frame.index.tolist() == [4.0, 5.0] and frame["x"].tolist() == [1.0, 3.0]
+
+
+def test_long_round_trip(tmp_path: Path) -> None:
+    text = "time,variable,value\n1,hr,70\n0,hr,60\n0,temp,36.6\n2,temp,\n1,bp,120\n"
+    frame = read_table(_write(tmp_path, text))
+    assert list(frame.columns) == ["hr", "temp", "bp"]
+    assert frame.index.tolist() == [0.0, 1.0, 2.0]
+    expected = [[60, 36.6, np.nan], [70, np.nan, 120], [np.nan, np.nan, np.nan]]
+    np.testing.assert_array_equal(frame.to_numpy(), np.array(expected))
+
+
+@pytest.mark.parametrize(
+    ("text", "kwargs", "message"),
+    [
+        (WIDE, {}, r"column 'b' has a non-numeric value 'x2' at line 3"),
+        ("t,a,b\n0,1,inf\n1,2,3\n", {}, r"column 'b' has an infinite value 'inf' at line 2"),
+        ("time,a\n0,1\n1,2\n0,3\n", {}, r"duplicate time stamp 0\.0"),
+        ("t,name,a\n0,foo,1\n1,bar,2\n", {}, r"non-numeric columns \['name'\]"),
+        ("time,name\n0,foo\n1,bar\n", {"drop_non_numeric": True}, "no numeric feature columns"),
+        ("a,b\n1,2\n", {"time_column": "ts"}, r"time column 'ts' not found; columns are"),
+        ("time,a\n0,1\nnoon,2\n", {}, r"time column 'time' has a value 'noon' at line 3"),
+        ("time,a\n", {}, "header but no data rows"),
+        ("", {}, "file is empty"),
+        ("time,variable,value\n0,a,1\n0,a,2\n", {}, r"duplicate time stamp 0\.0 for variable 'a'"),
+        (
+            "time,variable,value\n0,a,1\n1,a,one\n",
+            {},
+            r"column 'value' has a non-numeric value 'one'",
+        ),
+    ],
+)
+def test_bad_input_gives_one_line_error(
+    tmp_path: Path, text: str, kwargs: dict, message: str
+) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(DataError, match=message) as err:
+        read_table(path, **kwargs)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_file_and_dropping_text_columns(tmp_path: Path, caplog) -> None:
+    with pytest.raises(DataError, match=r"nope\.csv: file not found"):
+        read_table(tmp_path / "nope.csv")
+    path = _write(tmp_path, "t,name,a\n0,foo,1\n1,bar,2\n")
+    with caplog.at_level(logging.WARNING):
+        frame = read_table(path, drop_non_numeric=True)
+    assert list(frame.columns) == ["a"] and "dropped non-numeric columns ['name']" in caplog.text
+
+
+def test_frame_to_windows_covers_the_series_and_stitches_back(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(23, 3))
+    data[rng.random(data.shape) < 0.2] = np.nan
+    frame = pd.DataFrame(data, columns=["u", "v", "w"])
+    windows, starts = frame_to_windows(frame, window=8, stride=5)
+    assert starts.tolist() == [0, 5, 10, 15]  # last window aligned to the end (15 + 8 = 23)
+    assert windows.feature_names == ("u", "v", "w")
+    np.testing.assert_array_equal(windows.observed, ~np.isnan(data[starts[:, None] + np.arange(8)]))
+    np.testing.assert_array_equal(windows.timestamps[1], np.arange(5, 13))
+    back = stitch(np.where(windows.observed, windows.values, np.nan), starts, 23)  # (1, T, K)
+    np.testing.assert_allclose(back[0], data.astype(np.float32), equal_nan=True)
+    with pytest.raises(
+        DataError, match=r"window of 30 steps is longer than the series \(23 rows\)"
+    ):
+        frame_to_windows(frame, window=30, stride=1)
+    with pytest.raises(DataError, match="window must be at least 2"):
+        frame_to_windows(frame, window=1, stride=1)

@@ -1,0 +1,235 @@
+"""Command line: `csdi demo | train | impute | evaluate | data` (ARCHITECTURE §6).
+
+Thin: each command parses, builds and calls into the package. Errors a user can fix (bad file,
+bad value, bad model directory) print one line `csdi: error: …` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("csdi")
+
+
+def _quantiles(text: str) -> tuple[float, ...]:
+    try:
+        levels = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"quantiles must be numbers like 0.05,0.5,0.95; got {text!r}") from None
+    if not levels or any(not 0.0 < q < 1.0 for q in levels):
+        raise argparse.ArgumentTypeError(f"quantiles must lie strictly between 0 and 1; got {text!r}")
+    return levels
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
+    return value
+
+
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--samples", type=_positive, help="samples per window (default: the model's)")
+    p.add_argument("--sampler", choices=["ancestral", "sde", "ode", "ddim"])
+    p.add_argument("--steps", type=_positive, help="sampler steps")
+    p.add_argument("--seed", type=int, help="sampling seed")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="default: the model's")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="csdi",
+        description="Probabilistic time-series imputation with conditional score-based diffusion.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="synthetic data end to end: train, impute, metrics vs oracle, plot")
+    p.add_argument("--output", type=Path, default=Path("runs/demo"))
+    p.add_argument("--epochs", type=_positive, default=None)
+    p.add_argument("--no-tracking", action="store_true")
+
+    p = sub.add_parser("train", help="train from a config file, or on your own CSV/parquet file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", type=Path, help="TOML experiment config (see pipelines/)")
+    src.add_argument("--data", type=Path, help="your own CSV or parquet file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config entry, e.g. --set train.epochs=10 (repeatable)")
+    p.add_argument("--time-column", help="own data: the time column (default: detected)")
+    p.add_argument("--window", type=_positive, help="own data: window length in steps")
+    p.add_argument("--epochs", type=_positive)
+    p.add_argument("--output", type=Path, help="model directory (default: the config's)")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
+    p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+
+    p = sub.add_parser("impute", help="impute the missing values of a CSV/parquet file")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--input", type=Path, required=True)
+    p.add_argument("--output", type=Path, required=True, help="CSV with medians and quantiles")
+    p.add_argument("--quantiles", type=_quantiles, default=(0.05, 0.5, 0.95))
+    p.add_argument("--samples-output", type=Path, help="also write all samples (S, T, K) to .npz")
+    p.add_argument("--time-column")
+    _add_sampling(p)
+
+    p = sub.add_parser("evaluate", help="the model's dataset test protocol → metrics.json")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--max-windows", type=_positive, help="evaluate only the first N test windows")
+    p.add_argument("--chunk-size", type=_positive, help="rows per network call")
+    p.add_argument("--reports", type=Path, default=Path("reports"))
+    p.add_argument("--no-tracking", action="store_true")
+    _add_sampling(p)
+
+    p = sub.add_parser("data", help="benchmark datasets: list or verify")
+    p.add_argument("action", choices=["list", "verify"])
+    p.add_argument("--data-dir", type=Path, help="default: $CSDI_DATA_DIR or data/raw")
+    return parser
+
+
+def _sampling_from_args(base, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    overrides = {
+        "n_samples": args.samples, "sampler": args.sampler, "steps": args.steps, "seed": args.seed,
+        "chunk_size": getattr(args, "chunk_size", None),
+    }
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from csdi.config import load_config
+    from csdi.experiment import train_experiment
+
+    overrides = list(args.set)
+    if args.data is not None:
+        overrides += ["data.dataset=table", f"data.path={args.data}", f"name={args.data.stem}"]
+        if args.time_column:
+            overrides.append(f"data.time_column={args.time_column}")
+        if args.window:
+            overrides.append(f"data.window={args.window}")
+        if args.output is None:
+            raise ValueError("--output DIR is required with --data")
+    if args.epochs:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.output is not None:
+        overrides.append(f"output_dir={args.output}")
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    cfg = load_config(args.config, overrides)
+    imputer = train_experiment(cfg, resume=args.resume, track=not args.no_tracking)
+    h = imputer.history
+    assert h is not None
+    print(f"trained {h.epochs[-1] if h.epochs else 0} epochs in {h.seconds[-1] if h.seconds else 0:.0f} s; "
+          f"best validation loss {h.best_valid:.4f} at epoch {h.best_epoch}; model in {cfg.output_dir}")
+
+
+def cmd_impute(args: argparse.Namespace) -> None:
+    from csdi.checkpoint import write_text_atomic
+    from csdi.data.tabular import read_table
+    from csdi.imputer import Imputer, imputation_frame
+
+    imputer = Imputer.load(args.model)
+    if args.device:
+        from dataclasses import replace
+
+        imputer.config = replace(imputer.config, train=replace(imputer.config.train, device=args.device))
+    frame = read_table(args.input, time_column=args.time_column or imputer.config.data.time_column)
+    s = imputer.config.sampling
+    result = imputer.impute(
+        frame, n_samples=args.samples or s.n_samples, sampler=args.sampler, steps=args.steps,
+        seed=args.seed, quantiles=args.quantiles, progress=True,
+    )
+    names = list(imputer.feature_names)
+    out = imputation_frame(result, frame.index, names)
+    write_text_atomic(out.to_csv(index_label=frame.index.name or "time"), args.output)
+    if args.samples_output is not None:
+        np.savez_compressed(
+            args.samples_output,
+            samples=result.samples[0].astype(np.float32),  # (S, T, K)
+            feature_names=np.array(names),
+            time=np.asarray(frame.index.astype(str)),
+        )
+    n_missing = int(np.isnan(frame[names].to_numpy(dtype=float)).sum())
+    print(f"imputed {n_missing} missing values with {result.samples.shape[1]} samples "
+          f"in {result.seconds:.1f} s → {args.output}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from csdi.experiment import evaluate_model
+    from csdi.imputer import Imputer
+
+    base = Imputer.load(args.model).config.sampling
+    record = evaluate_model(
+        args.model, sampling=_sampling_from_args(base, args), max_windows=args.max_windows,
+        reports_dir=args.reports, track=not args.no_tracking,
+        command=shlex.join(["csdi", *sys.argv[1:]]),
+    )
+    m = record["metrics"]
+    print(" ".join(f"{k}={v:.4f}" for k, v in m.items()))
+    print(f"{record['n_samples']} samples, {record['sampler']} {record['steps']} steps, "
+          f"{record['impute_seconds']:.0f} s → {args.model / 'metrics.json'}")
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from csdi.data.registry import DATASETS, verify
+    from csdi.experiment import data_dir
+
+    directory = data_dir(args.data_dir)
+    if args.action == "list":
+        for name, ds in DATASETS.items():
+            print(f"{name}: {ds.description}\n  protocol: {ds.protocol}")
+            for f in ds.files:
+                print(f"  {directory / f.path}")
+        return
+    problems = verify(directory)
+    for line in problems:
+        print(line)
+    if problems:
+        raise ValueError(f"{len(problems)} problem(s) with the data in {directory}")
+    print(f"all dataset files present and intact in {directory}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from csdi.demo import run_demo
+
+    run_demo(args.output, epochs=args.epochs, track=not args.no_tracking)
+
+
+COMMANDS = {"train": cmd_train, "impute": cmd_impute, "evaluate": cmd_evaluate,
+            "data": cmd_data, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(message)s")
+    for noisy in ("mlflow", "alembic", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, OSError, RuntimeError, ArithmeticError) as e:
+        if args.verbose:
+            raise
+        message = " ".join(str(e).split())  # always one line
+        print(f"csdi: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("csdi: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

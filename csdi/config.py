@@ -1,0 +1,224 @@
+"""Experiment configuration: frozen dataclasses, read from TOML, overridden by `key=value` strings.
+
+Only this module and the CLI read configuration files; library functions take explicit arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data and protocol. `dataset`: physionet | synthetic | table (own CSV / parquet)."""
+
+    dataset: str = "synthetic"
+    path: str | None = None  # own data: the CSV or parquet file
+    time_column: str | None = None
+    layout: Literal["auto", "wide", "long"] = "auto"
+    window: int = 48
+    stride: int | None = None  # None: window // 2 for own data
+    missing_ratio: float = 0.1  # held-out evaluation targets (physionet, synthetic)
+    fold: int = 0
+    normalisation: Literal["all", "train"] = "all"
+    n_windows: int = 1200  # synthetic only
+    n_features: int = 6  # synthetic only
+    validation_fraction: float = 0.1  # own data: last windows kept for validation
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Score network hyper-parameters (ARCHITECTURE §2); n_features comes from the data."""
+
+    channels: int = 64
+    n_layers: int = 4
+    n_heads: int = 8
+    diffusion_embedding_dim: int = 128
+    time_embedding_dim: int = 128
+    feature_embedding_dim: int = 16
+    ff_dim: int = 64
+    dropout: float = 0.1
+    feature_subset: int | None = None
+    attention: Literal["full", "linear"] = "full"
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Noise schedule and training objective (ARCHITECTURE §1)."""
+
+    schedule: str = "csdi_quad"
+    objective: str = "dsm_simple"
+    antithetic: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """CSDI's training defaults plus EMA, best-validation checkpoint and resume."""
+
+    epochs: int = 200
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    lr_milestones: tuple[float, ...] = (0.75, 0.9)  # fractions of the epochs; ×0.1 at each
+    ema_decay: float = 0.999
+    masking: str = "random"
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    max_minutes: float | None = None  # stop after this wall time (the best checkpoint is kept)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How samples are drawn at evaluation / imputation time."""
+
+    sampler: str = "ancestral"
+    steps: int = 50
+    n_samples: int = 100
+    chunk_size: int | None = None
+    seed: int = 0
+    eta: float = 1.0  # ddim only
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "synthetic"
+    output_dir: str = "runs/synthetic"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+T = TypeVar("T")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a TOML/JSON/string value to the annotated type, or raise naming the key."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"config key {key!r}: cannot use {value!r} ({'; '.join(errors)})")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"config key {key!r}: {value!r} is not one of {list(args)}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        return tuple(_coerce(v, args[0], key) for v in value)
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                if value.lower() in ("true", "1", "yes"):
+                    return True
+                if value.lower() in ("false", "0", "no"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if tp is float:
+            return float(value)
+        if tp is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key!r}: {value!r} is not a valid {tp.__name__}") from None
+    raise ConfigError(f"config key {key!r}: unsupported type {tp}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build a (nested) frozen dataclass from a dict; unknown keys raise naming the valid ones."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix + sorted(unknown)[0]!r}; valid keys here: {sorted(names)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {prefix + name!r} must be a table")
+            kwargs[name] = from_dict(tp, value, prefix=f"{prefix}{name}.")  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(value, tp, prefix + name)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain dict (JSON-serialisable) of a config dataclass."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def flatten(cfg: Any) -> dict[str, Any]:
+    """`{"train.lr": 0.001, ...}`: the flat form logged as MLflow params."""
+    out: dict[str, Any] = {}
+
+    def walk(d: dict[str, Any], prefix: str) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[prefix + k] = v
+
+    walk(to_dict(cfg), "")
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` strings to a nested dict (a copy); values stay strings here."""
+    result = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = result
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r}: {p!r} is not a table")
+        node[parts[-1]] = value.strip()
+    return result
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a TOML experiment config (or the defaults when `path` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    data = apply_overrides(data, overrides or [])
+    return from_dict(ExperimentConfig, data)

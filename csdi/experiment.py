@@ -1,0 +1,188 @@
+"""Experiments: the dataset a config names, training with tracking, evaluation under its protocol.
+
+The CLI commands `train` and `evaluate` are thin wrappers over `train_experiment` and
+`evaluate_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from csdi import checkpoint
+from csdi import metrics as M
+from csdi.checkpoint import write_text_atomic
+from csdi.config import DataConfig, ExperimentConfig, SamplingConfig, flatten, to_dict
+from csdi.data.scaling import Scaler, fit_scaler
+from csdi.data.windows import WindowSet
+from csdi.imputer import Imputer, relative_time
+from csdi.results import append_record, device_description, make_record
+from csdi.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Normalised windows of a protocol; metrics are reported in `units` (see `metric_scale`)."""
+
+    train: WindowSet
+    valid: WindowSet | None
+    test: WindowSet | None
+    scaler: Scaler
+    units: str  # "normalised" or "original"
+    protocol: dict[str, Any]
+
+
+def data_dir(explicit: str | Path | None = None) -> Path:
+    """The raw-data folder: the explicit argument, else CSDI_DATA_DIR, else data/raw."""
+    return Path(explicit or os.environ.get("CSDI_DATA_DIR", "data/raw"))
+
+
+def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
+    """Train/valid/test windows for the dataset and protocol in `cfg`."""
+    if cfg.dataset == "physionet":
+        from csdi.data.physionet import load_physionet
+
+        s = load_physionet(
+            data_dir(directory), missing_ratio=cfg.missing_ratio, fold=cfg.fold,
+            normalisation=cfg.normalisation,
+        )
+        protocol = {"missing_ratio": cfg.missing_ratio, "fold": cfg.fold,
+                    "normalisation": cfg.normalisation}
+        return Splits(s.train, s.valid, s.test, s.scaler, "normalised", protocol)
+    if cfg.dataset == "synthetic":
+        syn = synthetic_data(cfg)
+        w = syn.windows
+        n = len(w)
+        n_test, n_valid = n // 6, n // 12
+        test = w.subset(np.arange(n - n_test, n))
+        valid = w.subset(np.arange(n - n_test - n_valid, n - n_test))
+        train = replace(w.subset(np.arange(n - n_test - n_valid)), cond=None)
+        scaler = Scaler(mean=np.zeros(len(w.feature_names)), std=np.ones(len(w.feature_names)))
+        protocol = {"missing_ratio": cfg.missing_ratio, "n_features": cfg.n_features,
+                    "window": cfg.window, "n_windows": cfg.n_windows}
+        return Splits(train, valid, test, scaler, "original", protocol)
+    if cfg.dataset == "table":
+        from csdi.data.tabular import frame_to_windows, read_table
+
+        if cfg.path is None:
+            raise ValueError("data.path is required for dataset 'table' (use --data FILE)")
+        frame = read_table(cfg.path, time_column=cfg.time_column, layout=cfg.layout)
+        stride = cfg.stride or max(1, cfg.window // 2)
+        windows, _ = frame_to_windows(frame, window=cfg.window, stride=stride)
+        n_valid = int(round(len(windows) * cfg.validation_fraction))
+        if len(windows) - n_valid < 1:
+            raise ValueError(f"{cfg.path}: too few windows ({len(windows)}) to train on")
+        raw_train = windows.subset(np.arange(len(windows) - n_valid))
+        scaler = fit_scaler(raw_train.values, raw_train.observed)
+
+        def norm(w: WindowSet) -> WindowSet:
+            return relative_time(replace(w, values=scaler.transform(w.values, w.observed)))
+
+        train = norm(raw_train)
+        valid = norm(windows.subset(np.arange(len(windows) - n_valid, len(windows)))) if n_valid else None
+        protocol = {"window": cfg.window, "stride": stride, "path": str(cfg.path)}
+        return Splits(train, valid, None, scaler, "original", protocol)
+    raise ValueError(f"unknown dataset {cfg.dataset!r}; choose physionet, synthetic or table")
+
+
+def synthetic_data(cfg: DataConfig):  # type: ignore[no-untyped-def]
+    """The synthetic Gaussian-process set of a config (seeded: the same config, the same data)."""
+    from csdi.data.synthetic import make_synthetic
+
+    return make_synthetic(
+        cfg.n_windows, cfg.n_features, cfg.window, missing_ratio=cfg.missing_ratio,
+        rng=np.random.default_rng(cfg.fold),
+    )
+
+
+def train_experiment(
+    cfg: ExperimentConfig, *, resume: bool = False, track: bool = True, progress: bool = True,
+    directory: Path | None = None,
+) -> Imputer:
+    """Load the data, train with tracking, write the model directory `cfg.output_dir`."""
+    splits = load_splits(cfg.data, directory)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(json.dumps(to_dict(cfg), indent=2), out / "experiment.json")
+    imputer = Imputer(cfg)
+    tracker = Tracker(cfg.name, enabled=track, run_name=out.name)
+    with tracker.run():
+        tracker.log_params(flatten(cfg))
+        imputer.fit_windows(
+            splits.train, splits.valid, splits.scaler, output_dir=out, resume=resume,
+            tracker=tracker, progress=progress,
+        )
+        tracker.log_artifact(out / "config.json")
+        tracker.log_model(out)
+    return imputer
+
+
+def evaluate_model(
+    model_dir: Path,
+    *,
+    sampling: SamplingConfig | None = None,
+    max_windows: int | None = None,
+    directory: Path | None = None,
+    reports_dir: Path | None = Path("reports"),
+    track: bool = True,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Sample the test windows of the model's own protocol, write metrics.json and a record."""
+    imputer = Imputer.load(model_dir)
+    cfg = imputer.config
+    sampling = sampling or cfg.sampling
+    splits = load_splits(cfg.data, directory)
+    if splits.test is None:
+        raise ValueError(f"dataset {cfg.data.dataset!r} has no test protocol to evaluate on")
+    test = splits.test
+    if max_windows is not None:
+        test = test.subset(np.arange(min(max_windows, len(test))))
+    samples, seconds, calls = imputer.sample_normalised(test, sampling, progress=progress)
+    scale = (np.zeros(1), np.ones(1)) if splits.units == "normalised" else (
+        splits.scaler.mean, splits.scaler.std)
+    result = M.evaluate(samples, test.values, test.targets, scaler_mean=scale[0], scaler_std=scale[1])
+    history = _history(model_dir / "last.pt")
+    record = make_record(
+        dataset=cfg.data.dataset,
+        protocol={**splits.protocol, "n_windows": len(test)},
+        method="csdi",
+        metrics=result,
+        n_samples=sampling.n_samples,
+        sampler=sampling.sampler,
+        steps=sampling.steps,
+        seed=sampling.seed,
+        epochs=int(history["epochs"][-1]) if history else None,
+        train_seconds=float(history["seconds"][-1]) if history else None,
+        impute_seconds=seconds,
+        device=device_description(str(imputer.device)),
+        command=command,
+        network_calls=calls,
+        model_dir=str(model_dir),
+        units=splits.units,
+    )
+    write_text_atomic(json.dumps(record, indent=2) + "\n", model_dir / "metrics.json")
+    if reports_dir is not None:
+        append_record(reports_dir / cfg.name / "results.json", record)
+    tracker = Tracker(cfg.name, enabled=track, run_name=f"evaluate {model_dir.name}")
+    with tracker.run():
+        tracker.log_params({"model_dir": str(model_dir), **{f"sampling.{k}": v for k, v in
+                            to_dict(sampling).items()}})
+        tracker.log_metrics({k: v for k, v in result.items() if np.isfinite(v)})
+        tracker.log_artifact(model_dir / "metrics.json")
+    return record
+
+
+def _history(path: Path) -> dict[str, Any] | None:
+    """The per-epoch history stored in the resume checkpoint, if training left one."""
+    if not path.is_file():
+        return None
+    history = checkpoint.load(path)["history"]
+    return history if history["epochs"] else None

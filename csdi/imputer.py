@@ -1,0 +1,360 @@
+"""`Imputer`: the task API — fit, impute, save, load (ARCHITECTURE §6).
+
+Accepts numpy arrays (N, L, K) with NaN for missing, or a pandas frame (rows = time, columns =
+features, NaN for missing) that is cut into windows and stitched back to its rows. Returns all
+samples plus their median and quantiles, in the data's own units, with observed values untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from csdi import checkpoint
+from csdi.checkpoint import FORMAT_VERSION, CheckpointError
+from csdi.config import ExperimentConfig, SamplingConfig, from_dict, to_dict
+from csdi.data.windows import Scaler, WindowSet, fit_scaler, stitch, window_starts
+from csdi.diffusion.schedule import NoiseSchedule, get_schedule
+from csdi.inference import quantiles_of, sample_windows
+from csdi.nn.score_network import NetworkConfig, ScoreNetwork
+from csdi.tracking import Tracker
+from csdi.training import History, Trainer, resolve_device, save_training_state
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+class InputError(ValueError):
+    """Input data the imputer cannot use; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Imputation:
+    """samples (N, S, L, K); median (N, L, K); quantiles (Q, N, L, K) at `levels`; data units."""
+
+    samples: np.ndarray
+    median: np.ndarray
+    quantiles: np.ndarray
+    levels: tuple[float, ...]
+    seconds: float
+    network_calls: int
+
+
+def imputation_frame(result: Imputation, index: pd.Index, names: list[str]) -> pd.DataFrame:
+    """A one-series imputation as a frame: medians under the feature names (observed values
+    untouched), then one column `<feature>_q<level>` per quantile level."""
+    out = pd.DataFrame(result.median[0], index=index, columns=names)
+    for level, q in zip(result.levels, result.quantiles, strict=True):
+        for k, name in enumerate(names):
+            out[f"{name}_q{level:g}"] = q[0, :, k]
+    return out
+
+
+def windows_from_array(values: np.ndarray, feature_names: tuple[str, ...] | None = None) -> WindowSet:
+    """(N, L, K) float array with NaN for missing → WindowSet (unscaled, cond = observed)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 3:
+        raise InputError(f"expected an array shaped (N, L, K); got shape {arr.shape}")
+    if np.isinf(arr).any():
+        n, l_, k = np.argwhere(np.isinf(arr))[0]
+        raise InputError(f"infinite value at window {n}, step {l_}, feature {k}")
+    observed = ~np.isnan(arr)
+    names = feature_names or tuple(f"x{k}" for k in range(arr.shape[2]))
+    return WindowSet(
+        values=np.where(observed, arr, 0.0).astype(np.float32),
+        observed=observed,
+        cond=observed,
+        timestamps=np.broadcast_to(np.arange(arr.shape[1], dtype=np.float32), arr.shape[:2]).copy(),
+        feature_names=names,
+    )
+
+
+def relative_time(w: WindowSet) -> WindowSet:
+    """Time stamps measured from each window's first step, as the network was trained on."""
+    return replace(w, timestamps=(w.timestamps - w.timestamps[:, :1]).astype(np.float32))
+
+
+class Imputer:
+    """Conditional score-based diffusion imputer (CSDI) with the configuration `config`."""
+
+    def __init__(self, config: ExperimentConfig | None = None):
+        self.config = config or ExperimentConfig()
+        self.network: ScoreNetwork | None = None
+        self.schedule: NoiseSchedule = get_schedule(self.config.diffusion.schedule)
+        self.scaler: Scaler | None = None
+        self.feature_names: tuple[str, ...] = ()
+        self.history: History | None = None
+
+    # ------------------------------------------------------------------ building
+    def _build(self, n_features: int) -> ScoreNetwork:
+        net_cfg = NetworkConfig(n_features=n_features, **dataclasses.asdict(self.config.model))
+        return ScoreNetwork(net_cfg)
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.config.train.device)
+
+    def _require_fitted(self) -> ScoreNetwork:
+        if self.network is None or self.scaler is None:
+            raise RuntimeError("this Imputer is not fitted: call fit() or Imputer.load() first")
+        return self.network
+
+    # ------------------------------------------------------------------ training
+    def fit_windows(
+        self,
+        train: WindowSet,
+        valid: WindowSet | None,
+        scaler: Scaler,
+        *,
+        output_dir: Path | None = None,
+        resume: bool = False,
+        tracker: Tracker | None = None,
+        progress: bool = True,
+    ) -> History:
+        """Train on windows already in normalised units (the protocol loaders give those).
+
+        With `output_dir`, every epoch writes `last.pt` (resume state) and, when the validation
+        loss improves, the best EMA weights as the saved model.
+        """
+        torch.manual_seed(self.config.train.seed)  # parameter initialisation only
+        self.scaler = scaler
+        self.feature_names = train.feature_names
+        self.network = self._build(len(train.feature_names))
+        self.schedule = get_schedule(self.config.diffusion.schedule)
+        trainer = Trainer(
+            self.network, self.schedule, self.config.train, self.config.diffusion, self.device
+        )
+        last = output_dir / "last.pt" if output_dir is not None else None
+        if resume and last is not None and last.is_file():
+            trainer.load_state_dict(checkpoint.load(last, map_location=self.device))
+            log.info("resumed from %s at epoch %d", last, trainer.epoch)
+        tracker = tracker or Tracker(self.config.name, enabled=False)
+
+        def on_epoch(tr: Trainer, train_loss: float, valid_loss: float) -> None:
+            tracker.log_metrics(
+                {
+                    "train_loss": train_loss,
+                    "valid_loss": valid_loss,
+                    "lr": tr.optimizer.param_groups[0]["lr"],
+                    "train_seconds": tr.history.seconds[-1],
+                },
+                step=tr.epoch,
+            )
+            if output_dir is None:
+                return
+            if tr.history.best_epoch == tr.epoch:
+                self._save_model(output_dir, tr)
+            save_training_state(tr, last)  # type: ignore[arg-type]
+
+        self.history = trainer.fit(train, valid, on_epoch=on_epoch, progress=progress)
+        if output_dir is not None and (output_dir / "model.pt").is_file():
+            self._load_weights(output_dir)  # the best-validation EMA weights
+        else:
+            self.network.load_state_dict(trainer.ema.module.state_dict())
+        return self.history
+
+    def fit(
+        self,
+        data: np.ndarray | pd.DataFrame,
+        *,
+        valid: np.ndarray | None = None,
+        output_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> Imputer:
+        """Fit on an array (N, L, K) with NaN, or a frame (rows = time) cut into windows."""
+        if isinstance(data, pd.DataFrame):
+            from csdi.data.tabular import frame_to_windows
+
+            window = self.config.data.window
+            stride = self.config.data.stride or max(1, window // 2)
+            windows, _ = frame_to_windows(data, window=window, stride=stride)
+            windows = replace(windows, cond=None)
+            n_valid = int(round(len(windows) * self.config.data.validation_fraction))
+            train_w = windows.subset(np.arange(len(windows) - n_valid))
+            valid_w = windows.subset(np.arange(len(windows) - n_valid, len(windows))) if n_valid else None
+        else:
+            train_w = replace(windows_from_array(data), cond=None)
+            valid_w = replace(windows_from_array(valid), cond=None) if valid is not None else None
+        scaler = fit_scaler(train_w.values, train_w.observed)
+        train_w, valid_w = (
+            None if w is None else relative_time(
+                replace(w, values=scaler.transform(w.values, w.observed))
+            )
+            for w in (train_w, valid_w)
+        )
+        self.fit_windows(
+            train_w,  # type: ignore[arg-type]
+            valid_w,
+            scaler,
+            output_dir=Path(output_dir) if output_dir else None,
+            progress=progress,
+        )
+        return self
+
+    # ------------------------------------------------------------------ imputation
+    def sample_normalised(
+        self, windows: WindowSet, sampling: SamplingConfig | None = None, *, progress: bool = False
+    ) -> tuple[np.ndarray, float, int]:
+        """Samples (N, S, L, K) in normalised units given `windows.cond` (default: observed)."""
+        network = self._require_fitted()
+        cfg = sampling or self.config.sampling
+        cond = windows.observed if windows.cond is None else windows.cond
+        res = sample_windows(
+            network.to(self.device),
+            self.schedule.to(self.device),
+            windows.values,
+            cond,
+            relative_time(windows).timestamps,
+            cfg,
+            self.device,
+            progress=progress,
+        )
+        return res.samples, res.seconds, res.network_calls
+
+    def impute(
+        self,
+        data: np.ndarray | pd.DataFrame,
+        *,
+        n_samples: int | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        seed: int | None = None,
+        quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
+        progress: bool = False,
+    ) -> Imputation:
+        """Impute every missing entry; observed entries are returned exactly as given.
+
+        Array input (N, L, K) → samples (N, S, L, K). Frame input (T rows, K columns) →
+        samples (1, S, T, K): the frame is cut into overlapping windows of the training length and
+        each row is taken from one window (`csdi.data.windows.stitch`).
+        """
+        self._require_fitted()
+        assert self.scaler is not None
+        overrides: dict[str, Any] = {
+            k: v
+            for k, v in {"n_samples": n_samples, "sampler": sampler, "steps": steps, "seed": seed}.items()
+            if v is not None
+        }
+        cfg = replace(self.config.sampling, **overrides)
+        if isinstance(data, pd.DataFrame):
+            raw = self._frame_values(data)[None]  # (1, T, K)
+        else:
+            raw = np.asarray(data, dtype=np.float64)
+        windows = windows_from_array(raw, self.feature_names or None)
+        if windows.values.shape[2] != len(self.feature_names):
+            raise InputError(
+                f"the model was trained on {len(self.feature_names)} features; "
+                f"the input has {windows.values.shape[2]}"
+            )
+        scaled = replace(windows, values=self.scaler.transform(windows.values, windows.observed))
+        if isinstance(data, pd.DataFrame):
+            samples, seconds, calls = self._impute_series(scaled, cfg)
+        else:
+            samples, seconds, calls = self.sample_normalised(scaled, cfg, progress=progress)
+        values = self.scaler.inverse(samples)  # (N, S, L, K) data units
+        observed = windows.observed[:, None]
+        values = np.where(observed, raw[:, None], values)  # observed entries bit-exact
+        qs = quantiles_of(values, quantiles)
+        return Imputation(
+            samples=values,
+            median=np.median(values, axis=1),
+            quantiles=qs,
+            levels=tuple(quantiles),
+            seconds=seconds,
+            network_calls=calls,
+        )
+
+    def _frame_values(self, frame: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.feature_names if c not in frame.columns]
+        if missing:
+            raise InputError(f"input lacks the feature column(s) the model was trained on: {missing}")
+        sub = frame[list(self.feature_names)]
+        bad = [c for c in sub.columns if not pd.api.types.is_numeric_dtype(sub[c])]
+        if bad:
+            raise InputError(f"non-numeric feature column(s): {bad}")
+        return sub.to_numpy(dtype=np.float64)  # (T, K)
+
+    def _impute_series(self, one: WindowSet, cfg: SamplingConfig) -> tuple[np.ndarray, float, int]:
+        """One long series (1, T, K) → samples (1, S, T, K) window by window, stitched."""
+        n_rows = one.values.shape[1]
+        length = min(self.config.data.window, n_rows)
+        starts = window_starts(n_rows, length, max(1, length // 2))
+        idx = starts[:, None] + np.arange(length)  # (N, L)
+        windows = WindowSet(
+            values=one.values[0][idx],
+            observed=one.observed[0][idx],
+            cond=one.observed[0][idx],
+            timestamps=np.broadcast_to(np.arange(length, dtype=np.float32), idx.shape).copy(),
+            feature_names=one.feature_names,
+        )
+        samples, seconds, calls = self.sample_normalised(windows, cfg)
+        return stitch(samples, starts, n_rows)[None], seconds, calls  # (1, S, T, K)
+
+    # ------------------------------------------------------------------ persistence
+    def _meta(self) -> dict[str, Any]:
+        assert self.scaler is not None
+        return {
+            "format_version": FORMAT_VERSION,
+            "config": to_dict(self.config),
+            "feature_names": list(self.feature_names),
+            "scaler": self.scaler.to_dict(),
+        }
+
+    def _save_model(self, directory: Path, trainer: Trainer | None = None) -> None:
+        network = trainer.ema.module if trainer is not None else self._require_fitted()
+        checkpoint.save_atomic(
+            {"network": network.state_dict(), "schedule": self.schedule.state_dict()},
+            directory / "model.pt",
+        )
+        checkpoint.write_text_atomic(json.dumps(self._meta(), indent=2), directory / "config.json")
+
+    def save(self, directory: str | Path) -> Path:
+        """Write config.json (config, features, scaler, format version) and model.pt."""
+        path = Path(directory)
+        self._require_fitted()
+        self._save_model(path)
+        return path
+
+    def _load_weights(self, directory: Path) -> None:
+        state = checkpoint.load(directory / "model.pt")
+        assert self.network is not None
+        try:
+            self.network.load_state_dict(state["network"])
+            self.schedule.load_state_dict(state["schedule"])
+        except (KeyError, RuntimeError) as e:
+            raise CheckpointError(
+                f"{directory / 'model.pt'}: weights do not match the configuration in config.json"
+            ) from e
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Imputer:
+        """Read a model directory written by `save` (or by training with an output dir)."""
+        path = Path(directory)
+        meta_path = path / "config.json"
+        if not meta_path.is_file():
+            raise CheckpointError(f"not a csdi model directory (no config.json): {path}")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{meta_path}: not valid JSON ({e.msg})") from None
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{path} was written by csdi model format {version}; "
+                f"this version reads format {FORMAT_VERSION}"
+            )
+        imputer = cls(from_dict(ExperimentConfig, meta["config"]))
+        imputer.feature_names = tuple(meta["feature_names"])
+        imputer.scaler = Scaler.from_dict(meta["scaler"])
+        imputer.network = imputer._build(len(imputer.feature_names))
+        imputer._load_weights(path)
+        return imputer

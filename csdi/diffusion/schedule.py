@@ -28,10 +28,11 @@ class NoiseSchedule(nn.Module):
 
     def dgamma_dt(self, t: Tensor) -> Tensor:
         """γ'(t) by autograd (subclasses override with a closed form where one exists)."""
+        keep_graph = torch.is_grad_enabled()  # a differentiable γ' only when the caller wants one
         with torch.enable_grad():
             t_ = t.detach().requires_grad_(True)
             g = self.gamma(t_)
-            (grad,) = torch.autograd.grad(g.sum(), t_, create_graph=torch.is_grad_enabled())
+            (grad,) = torch.autograd.grad(g.sum(), t_, create_graph=keep_graph)
         return grad
 
     def alpha2(self, t: Tensor) -> Tensor:
@@ -57,11 +58,11 @@ class NoiseSchedule(nn.Module):
 
     @property
     def gamma_min(self) -> float:
-        return float(self.gamma(torch.zeros(())))
+        return float(self.gamma(torch.zeros(())).detach())
 
     @property
     def gamma_max(self) -> float:
-        return float(self.gamma(torch.ones(())))
+        return float(self.gamma(torch.ones(())).detach())
 
     def t_of_gamma(self, gamma: Tensor, iters: int = 60) -> Tensor:
         """Inverse of γ by bisection (γ is strictly increasing); used to sample t with γ uniform."""
@@ -89,6 +90,9 @@ class CSDIQuadSchedule(NoiseSchedule):
     linearly between the knots (extrapolating the first segment to t = 0), so an N-step sampler on
     the grid t = k/N sees exactly CSDI's noise levels. γ'(t) is piecewise constant.
     """
+
+    knots: Tensor  # γ at t = 0, 1/N, …, 1: (N + 1,) float64
+    betas: Tensor
 
     def __init__(self, beta_start: float = 1e-4, beta_end: float = 0.5, num_steps: int = 50):
         super().__init__()

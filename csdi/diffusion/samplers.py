@@ -1,0 +1,356 @@
+"""Samplers of the conditional reverse process: one entry point `sample` and the registry SAMPLERS.
+
+Every sampler is a `@torch.no_grad()` function
+    fn(eps_model, z, ts, cond, generator, *, schedule, **options) -> samples (N, K, L)
+of a noise predictor (any `NoisePredictor`; samplers never know the architecture), the initial
+state z (N, K, L) at t = ts[0] (zero on cond entries), a descending time grid ts (M + 1,) from 1 to
+0 (M = steps), the conditioning with batch N = B·S and a torch.Generator (the only source of
+randomness). Only target entries (cond.mask == 0) evolve; the network always sees the cond
+entries clean through `cond`, and the returned tensor equals cond.x exactly there.
+
+The grid's last point t_M = 0 is never evaluated: the final step returns the denoised estimate
+x̂₀ = (z − σ ε̂)/α at the previous grid point (CSDI/DDPM's last step, a Euler step to σ/α = 0).
+Network evaluations per sample (NFE) for M steps:
+    ancestral M,   ddim M,   ode 2M − 1,   sde: euler M + 1 (M drift evaluations, one for x̂₀),
+    srk 9M + 1 (torchsde's SRID2 tableau), adaptive: data dependent.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Final
+
+import torch
+import torchsde
+from torch import Tensor
+
+from csdi.diffusion.conditioning import Conditioning, NoisePredictor
+from csdi.diffusion.parameterization import eps_to_x0
+from csdi.diffusion.schedule import NoiseSchedule
+from csdi.diffusion.sde import VPSDE
+
+SamplerFn = Callable[..., Tensor]
+
+TIME_GRIDS: Final = ("uniform", "quadratic")
+_NOT_OPTIONS: Final = ("eps_model", "z", "ts", "cond", "generator", "schedule")
+
+
+def _randn(like: Tensor, generator: torch.Generator) -> Tensor:
+    """Standard normal shaped like `like`, drawn on the generator's device, then moved."""
+    out = torch.randn(like.shape, generator=generator, dtype=like.dtype, device=generator.device)
+    return out.to(like.device)
+
+
+def _merge(cond: Conditioning, x0: Tensor) -> Tensor:
+    """cond.x on cond entries, x̂₀ on target entries (exactly, no arithmetic on cond values)."""
+    return torch.where(cond.mask.bool(), cond.x.to(x0.dtype), x0)
+
+
+def _alpha_sigma(schedule: NoiseSchedule, ts: Tensor) -> tuple[list[float], list[float], Tensor]:
+    """α, σ (as Python floats, computed in float64) and γ (float64) on the grid."""
+    gamma = schedule.gamma(ts.to(torch.float64)).to(torch.float64)
+    alpha = torch.sigmoid(-gamma).sqrt()
+    sigma = torch.sigmoid(gamma).sqrt()
+    return alpha.tolist(), sigma.tolist(), gamma
+
+
+def _x0(z: Tensor, eps: Tensor, alpha: float, sigma: float) -> Tensor:
+    """x̂₀ with scalar α, σ (through the one conversion in `parameterization`)."""
+    return eps_to_x0(z, eps, torch.tensor(alpha, dtype=z.dtype), torch.tensor(sigma, dtype=z.dtype))
+
+
+def _eps(eps_model: NoisePredictor, z: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+    """ε̂ for all N rows at the scalar time t.
+
+    Its cond entries are arbitrary (NoisePredictor protocol); every update below is multiplied by
+    the target mask and `_merge` writes cond.x there, so they never reach the result.
+    """
+    return eps_model(z, t.to(z.dtype).expand(z.shape[0]), cond)
+
+
+@torch.no_grad()
+def ancestral(
+    eps_model: NoisePredictor,
+    z: Tensor,
+    ts: Tensor,
+    cond: Conditioning,
+    generator: torch.Generator,
+    *,
+    schedule: NoiseSchedule,
+) -> Tensor:
+    """Ancestral sampling with the exact Gaussian posterior q(z_s | z_t, x = x̂₀).
+
+    VDM (Kingma et al. 2021, eq. 33–34) / DDPM (Ho et al. 2020, Alg. 2): with c = −expm1(γ_s − γ_t),
+    z_s = (α_s/α_t)(z_t − c σ_t ε̂) + √c σ_s ε. On csdi_quad's 50-step grid this is CSDI's update
+    (z − β_n/√(1 − ᾱ_n) ε̂)/√(1 − β_n) + σ̃_n ε exactly. Draws one (N, K, L) normal per step but
+    the last. NFE = M.
+    """
+    alpha, sigma, gamma = _alpha_sigma(schedule, ts)
+    tmask = (1.0 - cond.mask).to(z.dtype)
+    m = len(ts) - 1
+    for i in range(m - 1):
+        eps = _eps(eps_model, z, ts[i], cond)
+        c = -math.expm1(float(gamma[i + 1] - gamma[i]))
+        z = torch.add(z, eps, alpha=-c * sigma[i]).mul_(alpha[i + 1] / alpha[i])  # posterior mean
+        z.add_(_randn(z, generator), alpha=math.sqrt(c) * sigma[i + 1]).mul_(tmask)
+    eps = _eps(eps_model, z, ts[m - 1], cond)
+    return _merge(cond, _x0(z, eps, alpha[m - 1], sigma[m - 1]))
+
+
+@torch.no_grad()
+def ddim(
+    eps_model: NoisePredictor,
+    z: Tensor,
+    ts: Tensor,
+    cond: Conditioning,
+    generator: torch.Generator,
+    *,
+    schedule: NoiseSchedule,
+    eta: float = 0.0,
+) -> Tensor:
+    """DDIM (Song, Meng & Ermon 2021, eq. 12): z_s = α_s x̂₀ + √(σ_s² − ς²) ε̂ + ς ε.
+
+    ς² = η² c σ_s² with c = −expm1(γ_s − γ_t) (the ancestral posterior variance times η²): η = 0 is
+    deterministic (Euler on the probability-flow ODE in z/α vs σ/α) and draws no noise; η = 1 is
+    the ancestral sampler, with the same draws. NFE = M.
+    """
+    if eta < 0.0:
+        raise ValueError(f"ddim needs eta >= 0, got {eta}")
+    alpha, sigma, gamma = _alpha_sigma(schedule, ts)
+    tmask = (1.0 - cond.mask).to(z.dtype)
+    m = len(ts) - 1
+    for i in range(m - 1):
+        eps = _eps(eps_model, z, ts[i], cond)
+        c = -math.expm1(float(gamma[i + 1] - gamma[i]))
+        var = min(eta**2 * c, 1.0) * sigma[i + 1] ** 2  # ς², at most σ_s²
+        # α_s x̂₀ + √(σ_s² − ς²) ε̂ with x̂₀ = (z − σ_t ε̂)/α_t, as r (z + b ε̂) in one pass
+        r = alpha[i + 1] / alpha[i]
+        b = (math.sqrt(sigma[i + 1] ** 2 - var) - r * sigma[i]) / r
+        z = torch.add(z, eps, alpha=b).mul_(r)
+        if var > 0.0:
+            z.add_(_randn(z, generator), alpha=math.sqrt(var))
+        z.mul_(tmask)
+    eps = _eps(eps_model, z, ts[m - 1], cond)
+    return _merge(cond, _x0(z, eps, alpha[m - 1], sigma[m - 1]))
+
+
+@torch.no_grad()
+def ode(
+    eps_model: NoisePredictor,
+    z: Tensor,
+    ts: Tensor,
+    cond: Conditioning,
+    generator: torch.Generator,
+    *,
+    schedule: NoiseSchedule,
+) -> Tensor:
+    """Probability-flow ODE with Heun's second-order step (Karras et al. 2022, Algorithm 1).
+
+    In the scaled state x = z/α and noise level σ̃ = σ/α = exp(γ/2), the VP probability-flow ODE
+    is dx/dσ̃ = ε̂(α x, t) (the DDIM ODE, Song et al. 2021 eq. 14): Heun steps between grid points,
+    and the last step is Euler to σ̃ = 0, which is exactly x̂₀. Deterministic (the generator is
+    unused). NFE = 2M − 1.
+    """
+    del generator
+    alpha, sigma, _ = _alpha_sigma(schedule, ts)
+    tmask = (1.0 - cond.mask).to(z.dtype)
+    sig = [s / a for a, s in zip(alpha, sigma, strict=True)]  # σ̃_i
+    m = len(ts) - 1
+    x = z / alpha[0]
+    for i in range(m - 1):
+        d = _eps(eps_model, alpha[i] * x, ts[i], cond)
+        h = sig[i + 1] - sig[i]
+        x_pred = torch.add(x, d, alpha=h)
+        d_pred = _eps(eps_model, alpha[i + 1] * x_pred, ts[i + 1], cond)
+        x = torch.add(x, torch.add(d, d_pred), alpha=0.5 * h).mul_(tmask)
+    d = _eps(eps_model, alpha[m - 1] * x, ts[m - 1], cond)
+    return _merge(cond, x - sig[m - 1] * d)
+
+
+@torch.no_grad()
+def sde(
+    eps_model: NoisePredictor,
+    z: Tensor,
+    ts: Tensor,
+    cond: Conditioning,
+    generator: torch.Generator,
+    *,
+    schedule: NoiseSchedule,
+    method: str = "euler",
+    adaptive: bool = False,
+    rtol: float = 1e-3,
+    atol: float = 1e-3,
+    t_min: float | None = None,
+    lam: float = 0.0,
+) -> Tensor:
+    """Reverse-time SDE (Song et al. 2021, eq. 6) integrated by `torchsde.sdeint`.
+
+    The plug-in reverse process of `VPSDE.reverse` (λ = `lam`; 0: reverse SDE, 1: probability-flow
+    ODE) runs forward in s = 1 − t from t = ts[0] to t = t_min (default ts[−2], the last positive
+    grid point) in M steps of dt = (ts[0] − t_min)/M (the initial step if `adaptive`), with the
+    state flattened to (N, K·L). `method`: "euler" (Euler–Maruyama) or "srk" (strong order 1.5
+    Rößler SRK, needs space-time Lévy area). The Brownian motion is a `torchsde.BrownianInterval`
+    whose integer entropy is drawn from `generator`. Ends with x̂₀ at t_min. NFE (euler) = M + 1.
+    """
+    if method not in ("euler", "srk"):
+        raise ValueError(f"unknown sde method {method!r}; choose one of ['euler', 'srk']")
+    n = z.shape[0]
+    m = len(ts) - 1
+    t_max = float(ts[0])
+    t_end = float(ts[-2]) if t_min is None else float(t_min)
+    if not 0.0 < t_end < t_max:
+        raise ValueError(f"sde needs 0 < t_min < {t_max}, got {t_end}")
+
+    tmask = (1.0 - cond.mask).to(z.dtype)
+
+    def eps_fn(z_t: Tensor, t: Tensor) -> Tensor:
+        return _eps(eps_model, z_t, t[0], cond)
+
+    reverse = VPSDE(schedule).reverse(eps_fn, tmask, lam=lam)
+    y0 = z.reshape(n, -1)  # (N, K·L)
+    # s grid in float64 and dt a hair above (s1 − s0)/M, so that rounding in torchsde's
+    # accumulated time never adds a tiny (M + 1)-th step; the last step is clipped to s1
+    s_grid = torch.tensor([1.0 - t_max, 1.0 - t_end], dtype=torch.float64, device=y0.device)
+    s0, s1 = s_grid.tolist()
+    dt = (s1 - s0) / m * (1.0 + 1e-9)
+    entropy = int(torch.randint(0, 2**31 - 1, (), generator=generator))
+    bm = torchsde.BrownianInterval(
+        t0=s0,
+        t1=s1,
+        size=tuple(y0.shape),
+        dtype=y0.dtype,
+        device=y0.device,
+        entropy=entropy,
+        levy_area_approximation="space-time" if method == "srk" else "none",
+    )
+    ys = torchsde.sdeint(
+        reverse,
+        y0,
+        s_grid,
+        bm=bm,
+        method=method,
+        dt=dt,
+        adaptive=adaptive,
+        rtol=rtol,
+        atol=atol,
+    )  # (2, N, K·L)
+    z_end = ys[-1].reshape(z.shape)  # (N, K, L)
+    t_last = torch.tensor(t_end, dtype=torch.float64, device=z.device)
+    alpha, sigma = schedule.alpha_sigma(t_last)
+    eps = _eps(eps_model, z_end, t_last, cond)
+    return _merge(cond, _x0(z_end, eps, float(alpha), float(sigma)))
+
+
+SAMPLERS: Final[dict[str, SamplerFn]] = {
+    "ancestral": ancestral,
+    "sde": sde,
+    "ode": ode,
+    "ddim": ddim,
+}
+
+
+def make_time_grid(steps: int, kind: str | Tensor = "uniform") -> Tensor:
+    """Descending grid (steps + 1,) in float64 from t = 1 to t = 0.
+
+    "uniform": t_i = i/M (CSDI's grid for csdi_quad); "quadratic": t_i = (i/M)², denser near the
+    data (Song et al. 2021, DDIM); or an explicit strictly decreasing tensor from 1 to 0.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if isinstance(kind, Tensor):
+        ts = kind.to(torch.float64).flatten()
+        ok = ts.shape[0] == steps + 1 and bool((ts[1:] < ts[:-1]).all())
+        if not ok or float(ts[0]) != 1.0 or float(ts[-1]) != 0.0:
+            raise ValueError(f"time_grid must be {steps + 1} strictly decreasing times from 1 to 0")
+        return ts
+    u = torch.arange(steps, -1, -1, dtype=torch.float64) / steps  # (M + 1,) = 1 … 0
+    if kind == "uniform":
+        return u
+    if kind == "quadratic":
+        return u**2
+    raise ValueError(f"unknown time_grid {kind!r}; choose one of {list(TIME_GRIDS)} or a tensor")
+
+
+class _Chunked:
+    """A NoisePredictor that evaluates `eps_model` on consecutive row chunks of ≤ chunk_size."""
+
+    def __init__(self, eps_model: NoisePredictor, chunk_size: int):
+        self.eps_model = eps_model
+        self.chunk_size = chunk_size
+
+    def __call__(self, z_t: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+        n, c = z_t.shape[0], self.chunk_size
+        if n <= c:
+            return self.eps_model(z_t, t, cond)
+        parts = [
+            self.eps_model(z_t[a : a + c], t[a : a + c], cond.slice(a, a + c))
+            for a in range(0, n, c)
+        ]
+        return torch.cat(parts, dim=0)  # (N, K, L)
+
+
+def chunk_size_for_budget(
+    bytes_budget: int,
+    K: int,
+    L: int,
+    channels: int = 64,
+    bytes_per: int = 4,
+    activations_per_entry: int = 16,
+    heads: int = 8,
+) -> int:
+    """Rows (windows × samples) per network call that fit `bytes_budget` of activations.
+
+    Per row the CSDI network at inference holds about `activations_per_entry` tensors of width
+    `channels` for each of the K·L entries: residual stream and skip sum (2), attention input,
+    Q, K, V, output and post-norm (6), feed-forward hidden and output (2), gated pre-activation
+    (2) and side-information projection (2): 14, rounded up to 16 for allocator slack. Attention
+    adds scores and their softmax, 2·heads·max(K, L) per entry (time attention is L×L per
+    feature, feature attention K×K per step; not alive together).
+    """
+    per_entry = activations_per_entry * channels + 2 * heads * max(K, L)
+    per_row = K * L * bytes_per * per_entry
+    return max(1, int(bytes_budget) // per_row)
+
+
+@torch.no_grad()
+def sample(
+    eps_model: NoisePredictor,
+    cond: Conditioning,
+    schedule: NoiseSchedule,
+    *,
+    sampler: str = "ancestral",
+    steps: int = 50,
+    n_samples: int = 1,
+    generator: torch.Generator,
+    chunk_size: int | None = None,
+    time_grid: str | Tensor = "uniform",
+    **options: object,
+) -> Tensor:
+    """n_samples draws of the target entries of each window given its cond entries: (B, S, K, L).
+
+    All S samples of the B windows go through the network together as one batch of B·S rows
+    (sample-minor, `Conditioning.repeat`), evaluated in chunks of at most `chunk_size` rows
+    (default: all). The start is z₁ ~ N(0, I) on target entries (the VP prior), drawn first from
+    `generator`; then the sampler (`SAMPLERS`, with its `options`) runs on the grid
+    `make_time_grid(steps, time_grid)`. Cond entries of the result equal cond.x exactly.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+    fn = SAMPLERS[sampler]
+    valid = [p for p in inspect.signature(fn).parameters if p not in _NOT_OPTIONS]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for sampler {sampler!r}; valid: {valid}")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    ts = make_time_grid(steps, time_grid).to(cond.x.device)
+    b, k, l = cond.x.shape
+    rep = cond.repeat(n_samples)  # batch B·S, sample-minor
+    z = _randn(rep.x, generator) * (1.0 - rep.mask).to(rep.x.dtype)  # (B·S, K, L)
+    model = eps_model if chunk_size is None else _Chunked(eps_model, chunk_size)
+    out = fn(model, z, ts, rep, generator, schedule=schedule, **options)  # (B·S, K, L)
+    return out.reshape(b, n_samples, k, l)  # (B, S, K, L)

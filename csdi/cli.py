@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from csdi.config import SamplingConfig
+
 log = logging.getLogger("csdi")
 
 
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sampling_from_args(base, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _sampling_from_args(base: SamplingConfig, args: argparse.Namespace) -> SamplingConfig:
     from dataclasses import replace
 
     overrides = {

@@ -19,6 +19,7 @@ import torch
 from csdi import metrics as M
 from csdi.checkpoint import write_text_atomic
 from csdi.config import ExperimentConfig, load_config
+from csdi.data.windows import WindowSet
 from csdi.experiment import load_splits, synthetic_data, train_experiment
 
 log = logging.getLogger(__name__)
@@ -93,13 +94,14 @@ def run_demo(output: Path, *, epochs: int | None = None, track: bool = True) -> 
     return scores
 
 
-def _plot(path: Path, test, samples: np.ndarray, oracle: np.ndarray) -> Path:  # type: ignore[no-untyped-def]
+def _plot(path: Path, test: WindowSet, samples: np.ndarray, oracle: np.ndarray) -> Path:
     """Three test windows, feature 0: truth, given points, model and oracle 90 % / 50 % bands."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    assert test.cond is not None
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), sharey=True)
     steps = np.arange(test.values.shape[1])
     for ax, n in zip(axes, range(3), strict=True):

@@ -19,8 +19,9 @@ from csdi import metrics as M
 from csdi.checkpoint import write_text_atomic
 from csdi.config import DataConfig, ExperimentConfig, SamplingConfig, flatten, to_dict
 from csdi.data.scaling import Scaler, fit_scaler
+from csdi.data.synthetic import SyntheticData, make_synthetic
 from csdi.data.windows import WindowSet
-from csdi.imputer import Imputer, relative_time
+from csdi.imputer import Imputer, normalise
 from csdi.results import append_record, device_description, make_record
 from csdi.tracking import Tracker
 
@@ -37,6 +38,7 @@ class Splits:
     scaler: Scaler
     units: str  # "normalised" or "original"
     protocol: dict[str, Any]
+    patterns: np.ndarray | None = None  # (P, L, K) bool historical masks for training (pm25)
 
 
 def data_dir(explicit: str | Path | None = None) -> Path:
@@ -53,7 +55,7 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
             data_dir(directory), missing_ratio=cfg.missing_ratio, fold=cfg.fold,
             normalisation=cfg.normalisation,
         )
-        protocol = {"missing_ratio": cfg.missing_ratio, "fold": cfg.fold,
+        protocol: dict[str, Any] = {"missing_ratio": cfg.missing_ratio, "fold": cfg.fold,
                     "normalisation": cfg.normalisation}
         return Splits(s.train, s.valid, s.test, s.scaler, "normalised", protocol)
     if cfg.dataset == "synthetic":
@@ -62,7 +64,7 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
         n = len(w)
         n_test, n_valid = n // 6, n // 12
         test = w.subset(np.arange(n - n_test, n))
-        valid = w.subset(np.arange(n - n_test - n_valid, n - n_test))
+        valid: WindowSet | None = w.subset(np.arange(n - n_test - n_valid, n - n_test))
         train = replace(w.subset(np.arange(n - n_test - n_valid)), cond=None)
         scaler = Scaler(mean=np.zeros(len(w.feature_names)), std=np.ones(len(w.feature_names)))
         protocol = {"missing_ratio": cfg.missing_ratio, "n_features": cfg.n_features,
@@ -82,19 +84,53 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
         raw_train = windows.subset(np.arange(len(windows) - n_valid))
         scaler = fit_scaler(raw_train.values, raw_train.observed)
 
-        def norm(w: WindowSet) -> WindowSet:
-            return relative_time(replace(w, values=scaler.transform(w.values, w.observed)))
-
-        train = norm(raw_train)
-        valid = norm(windows.subset(np.arange(len(windows) - n_valid, len(windows)))) if n_valid else None
+        train = normalise(raw_train, scaler)
+        valid = (
+            normalise(windows.subset(np.arange(len(windows) - n_valid, len(windows))), scaler)
+            if n_valid
+            else None
+        )
         protocol = {"window": cfg.window, "stride": stride, "path": str(cfg.path)}
         return Splits(train, valid, None, scaler, "original", protocol)
-    raise ValueError(f"unknown dataset {cfg.dataset!r}; choose physionet, synthetic or table")
+    if cfg.dataset == "pm25":
+        from csdi.data.pm25 import load_pm25
+
+        p = load_pm25(data_dir(directory), validindex=cfg.fold)
+        protocol = {"validindex": cfg.fold, "window": 36, "test_months": [3, 6, 9, 12]}
+        return Splits(p.train, p.valid, p.test, p.scaler, "original", protocol, p.patterns)
+    if cfg.dataset in ("exchange_rate_nips", "etth1", "ettm1"):
+        return _forecast_splits(cfg, data_dir(directory))
+    raise ValueError(
+        f"unknown dataset {cfg.dataset!r}; choose physionet, synthetic, table, pm25, "
+        "exchange_rate_nips, etth1 or ettm1"
+    )
 
 
-def synthetic_data(cfg: DataConfig):  # type: ignore[no-untyped-def]
+def _forecast_splits(cfg: DataConfig, directory: Path) -> Splits:
+    """exchange_rate_nips (original units, CRPS-sum) or ETT (normalised units, as Informer)."""
+    from csdi.data import forecasting as F
+
+    stride = cfg.stride or 1
+    if cfg.dataset == "exchange_rate_nips":
+        if cfg.horizon not in (None, F.EXCHANGE_HORIZON):
+            raise ValueError(f"exchange_rate_nips has prediction length 30; got horizon {cfg.horizon}")
+        f = F.load_exchange_rate_nips(directory, context=cfg.context or F.DEFAULT_CONTEXT[cfg.dataset],
+                                      stride=stride)
+        units = "original"
+    else:
+        if cfg.horizon is None:
+            raise ValueError(f"dataset {cfg.dataset!r} needs data.horizon (e.g. 24 or 96)")
+        f = F.load_ett(directory, cfg.dataset, horizon=cfg.horizon,
+                       context=cfg.context or F.DEFAULT_CONTEXT[cfg.dataset], stride=stride,
+                       test_stride=cfg.test_stride)
+        units = "normalised"
+    protocol = {"horizon": f.horizon, "context": f.context, "stride": stride,
+                "test_stride": cfg.test_stride if cfg.dataset != "exchange_rate_nips" else None}
+    return Splits(f.train, f.valid, f.test, f.scaler, units, protocol)
+
+
+def synthetic_data(cfg: DataConfig) -> SyntheticData:
     """The synthetic Gaussian-process set of a config (seeded: the same config, the same data)."""
-    from csdi.data.synthetic import make_synthetic
 
     return make_synthetic(
         cfg.n_windows, cfg.n_features, cfg.window, missing_ratio=cfg.missing_ratio,
@@ -117,7 +153,7 @@ def train_experiment(
         tracker.log_params(flatten(cfg))
         imputer.fit_windows(
             splits.train, splits.valid, splits.scaler, output_dir=out, resume=resume,
-            tracker=tracker, progress=progress,
+            tracker=tracker, progress=progress, patterns=splits.patterns,
         )
         tracker.log_artifact(out / "config.json")
         tracker.log_model(out)
@@ -146,7 +182,7 @@ def evaluate_model(
     if max_windows is not None:
         test = test.subset(np.arange(min(max_windows, len(test))))
     samples, seconds, calls = imputer.sample_normalised(test, sampling, progress=progress)
-    scale = (np.zeros(1), np.ones(1)) if splits.units == "normalised" else (
+    scale = (0.0, 1.0) if splits.units == "normalised" else (
         splits.scaler.mean, splits.scaler.std)
     result = M.evaluate(samples, test.values, test.targets, scaler_mean=scale[0], scaler_std=scale[1])
     history = _history(model_dir / "last.pt")

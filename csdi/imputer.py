@@ -83,6 +83,11 @@ def relative_time(w: WindowSet) -> WindowSet:
     return replace(w, timestamps=(w.timestamps - w.timestamps[:, :1]).astype(np.float32))
 
 
+def normalise(w: WindowSet, scaler: Scaler) -> WindowSet:
+    """Windows in model units: values scaled per feature, time measured from each window's start."""
+    return relative_time(replace(w, values=scaler.transform(w.values, w.observed)))
+
+
 class Imputer:
     """Conditional score-based diffusion imputer (CSDI) with the configuration `config`."""
 
@@ -119,8 +124,12 @@ class Imputer:
         resume: bool = False,
         tracker: Tracker | None = None,
         progress: bool = True,
+        patterns: np.ndarray | None = None,
     ) -> History:
         """Train on windows already in normalised units (the protocol loaders give those).
+
+        `patterns` (P, L, K) bool: missingness patterns for historical/mix masking (default: the
+        training windows' own). The forecast mask hides the last `config.data.horizon` steps.
 
         With `output_dir`, every epoch writes `last.pt` (resume state) and, when the validation
         loss improves, the best EMA weights as the saved model.
@@ -131,7 +140,8 @@ class Imputer:
         self.network = self._build(len(train.feature_names))
         self.schedule = get_schedule(self.config.diffusion.schedule)
         trainer = Trainer(
-            self.network, self.schedule, self.config.train, self.config.diffusion, self.device
+            self.network, self.schedule, self.config.train, self.config.diffusion, self.device,
+            horizon=self.config.data.horizon,
         )
         last = output_dir / "last.pt" if output_dir is not None else None
         if resume and last is not None and last.is_file():
@@ -155,7 +165,9 @@ class Imputer:
                 self._save_model(output_dir, tr)
             save_training_state(tr, last)  # type: ignore[arg-type]
 
-        self.history = trainer.fit(train, valid, on_epoch=on_epoch, progress=progress)
+        self.history = trainer.fit(
+            train, valid, on_epoch=on_epoch, progress=progress, patterns=patterns
+        )
         if output_dir is not None and (output_dir / "model.pt").is_file():
             self._load_weights(output_dir)  # the best-validation EMA weights
         else:
@@ -185,15 +197,9 @@ class Imputer:
             train_w = replace(windows_from_array(data), cond=None)
             valid_w = replace(windows_from_array(valid), cond=None) if valid is not None else None
         scaler = fit_scaler(train_w.values, train_w.observed)
-        train_w, valid_w = (
-            None if w is None else relative_time(
-                replace(w, values=scaler.transform(w.values, w.observed))
-            )
-            for w in (train_w, valid_w)
-        )
         self.fit_windows(
-            train_w,  # type: ignore[arg-type]
-            valid_w,
+            normalise(train_w, scaler),
+            None if valid_w is None else normalise(valid_w, scaler),
             scaler,
             output_dir=Path(output_dir) if output_dir else None,
             progress=progress,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from csdi.config import SamplingConfig
-from csdi.diffusion.conditioning import Conditioning
+from csdi.diffusion.conditioning import Conditioning, NoisePredictor
 from csdi.diffusion.samplers import sample
 from csdi.diffusion.schedule import NoiseSchedule
 from csdi.nn.score_network import ScoreNetwork
@@ -61,13 +62,15 @@ def sample_windows(
     # windows are batched so that B·S rows fit a chunk; the sampler chunks only when S alone is larger
     inner_chunk = cfg.chunk_size if cfg.chunk_size is not None and cfg.n_samples > cfg.chunk_size else None
 
-    def counted(z: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+    def count_calls(z_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         nonlocal calls
         calls += 1
-        return predictor(z, t, cond)
+        return predictor(z_t, t, cond)
+
+    counted: NoisePredictor = count_calls
 
     out = np.empty((n, cfg.n_samples, *values.shape[1:]), dtype=np.float32)
-    options = {"eta": cfg.eta} if cfg.sampler == "ddim" else {}
+    options: dict[str, Any] = {"eta": cfg.eta} if cfg.sampler == "ddim" else {}
     start = time.perf_counter()
     for lo in tqdm(range(0, n, per_batch), desc="sampling", disable=not progress, leave=False):
         hi = min(n, lo + per_batch)

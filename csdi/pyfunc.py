@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 
-class ImputerPyfunc(mlflow.pyfunc.PythonModel):
+class ImputerPyfunc(PythonModel):
     """Loads the model directory logged as the artifact `model_dir`; `predict` imputes a frame.
 
     The output has the input's index, the median under each feature name (observed values

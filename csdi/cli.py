@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--max-windows", type=_positive, help="evaluate only the first N test windows")
     p.add_argument("--chunk-size", type=_positive, help="rows per network call")
+    p.add_argument("--weights", type=Path, help="a weights file of the model (e.g. a snapshot)")
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument("--no-tracking", action="store_true")
     _add_sampling(p)
@@ -174,13 +175,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     base = Imputer.load(args.model).config.sampling
     record = evaluate_model(
         args.model, sampling=_sampling_from_args(base, args), max_windows=args.max_windows,
-        reports_dir=args.reports, track=not args.no_tracking,
+        reports_dir=args.reports, track=not args.no_tracking, weights=args.weights,
         command=shlex.join(["csdi", *sys.argv[1:]]),
     )
     m = record["metrics"]
     print(" ".join(f"{k}={v:.4f}" for k, v in m.items()))
     print(f"{record['n_samples']} samples, {record['sampler']} {record['steps']} steps, "
-          f"{record['impute_seconds']:.0f} s → {args.model / 'metrics.json'}")
+          f"{record['impute_seconds']:.0f} s; record appended to {args.reports}")
 
 
 def cmd_data(args: argparse.Namespace) -> None:

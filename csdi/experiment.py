@@ -111,18 +111,17 @@ def _forecast_splits(cfg: DataConfig, directory: Path) -> Splits:
     from csdi.data import forecasting as F
 
     stride = cfg.stride or 1
+    context = cfg.context or F.DEFAULT_CONTEXT[cfg.dataset]
     if cfg.dataset == "exchange_rate_nips":
         if cfg.horizon not in (None, F.EXCHANGE_HORIZON):
-            raise ValueError(f"exchange_rate_nips has prediction length 30; got horizon {cfg.horizon}")
-        f = F.load_exchange_rate_nips(directory, context=cfg.context or F.DEFAULT_CONTEXT[cfg.dataset],
-                                      stride=stride)
+            raise ValueError(f"exchange_rate_nips forecasts 30 steps; got horizon {cfg.horizon}")
+        f = F.load_exchange_rate_nips(directory, context=context, stride=stride)
         units = "original"
     else:
         if cfg.horizon is None:
             raise ValueError(f"dataset {cfg.dataset!r} needs data.horizon (e.g. 24 or 96)")
-        f = F.load_ett(directory, cfg.dataset, horizon=cfg.horizon,
-                       context=cfg.context or F.DEFAULT_CONTEXT[cfg.dataset], stride=stride,
-                       test_stride=cfg.test_stride)
+        f = F.load_ett(directory, cfg.dataset, horizon=cfg.horizon, context=context,
+                       stride=stride, test_stride=cfg.test_stride)
         units = "normalised"
     protocol = {"horizon": f.horizon, "context": f.context, "stride": stride,
                 "test_stride": cfg.test_stride if cfg.dataset != "exchange_rate_nips" else None}
@@ -170,9 +169,12 @@ def evaluate_model(
     track: bool = True,
     progress: bool = True,
     command: str | None = None,
+    weights: Path | None = None,
 ) -> dict[str, Any]:
-    """Sample the test windows of the model's own protocol, write metrics.json and a record."""
-    imputer = Imputer.load(model_dir)
+    """Sample the test windows of the model's own protocol, write metrics.json and a record.
+
+    `weights`: evaluate a training snapshot of the model instead of its best weights."""
+    imputer = Imputer.load(model_dir, weights)
     cfg = imputer.config
     sampling = sampling or cfg.sampling
     splits = load_splits(cfg.data, directory)
@@ -202,9 +204,11 @@ def evaluate_model(
         command=command,
         network_calls=calls,
         model_dir=str(model_dir),
+        weights=str(weights) if weights is not None else "model.pt",
         units=splits.units,
     )
-    write_text_atomic(json.dumps(record, indent=2) + "\n", model_dir / "metrics.json")
+    name = "metrics.json" if weights is None else f"metrics_{Path(weights).stem}.json"
+    write_text_atomic(json.dumps(record, indent=2) + "\n", model_dir / name)
     if reports_dir is not None:
         append_record(reports_dir / cfg.name / "results.json", record)
     tracker = Tracker(cfg.name, enabled=track, run_name=f"evaluate {model_dir.name}")
@@ -212,7 +216,7 @@ def evaluate_model(
         tracker.log_params({"model_dir": str(model_dir), **{f"sampling.{k}": v for k, v in
                             to_dict(sampling).items()}})
         tracker.log_metrics({k: v for k, v in result.items() if np.isfinite(v)})
-        tracker.log_artifact(model_dir / "metrics.json")
+        tracker.log_artifact(model_dir / name)
     return record
 
 

@@ -163,13 +163,21 @@ class Imputer:
                 return
             if tr.history.best_epoch == tr.epoch:
                 self._save_model(output_dir, tr)
+            every = self.config.train.snapshot_every
+            if every is not None and tr.epoch % every == 0:
+                # the EMA weights as they were at this epoch, for CRPS-against-time curves
+                checkpoint.save_atomic(
+                    {"network": tr.ema.module.state_dict(), "schedule": self.schedule.state_dict(),
+                     "epoch": tr.epoch, "train_seconds": tr.history.seconds[-1]},
+                    output_dir / "snapshots" / f"epoch_{tr.epoch:04d}.pt",
+                )
             save_training_state(tr, last)  # type: ignore[arg-type]
 
         self.history = trainer.fit(
             train, valid, on_epoch=on_epoch, progress=progress, patterns=patterns
         )
         if output_dir is not None and (output_dir / "model.pt").is_file():
-            self._load_weights(output_dir)  # the best-validation EMA weights
+            self._load_weights(output_dir / "model.pt")  # the best-validation EMA weights
         else:
             self.network.load_state_dict(trainer.ema.module.state_dict())
         return self.history
@@ -330,20 +338,21 @@ class Imputer:
         self._save_model(path)
         return path
 
-    def _load_weights(self, directory: Path) -> None:
-        state = checkpoint.load(directory / "model.pt")
+    def _load_weights(self, path: Path) -> None:
+        state = checkpoint.load(path)
         assert self.network is not None
         try:
             self.network.load_state_dict(state["network"])
             self.schedule.load_state_dict(state["schedule"])
         except (KeyError, RuntimeError) as e:
             raise CheckpointError(
-                f"{directory / 'model.pt'}: weights do not match the configuration in config.json"
+                f"{path}: weights do not match the configuration in config.json"
             ) from e
 
     @classmethod
-    def load(cls, directory: str | Path) -> Imputer:
-        """Read a model directory written by `save` (or by training with an output dir)."""
+    def load(cls, directory: str | Path, weights: str | Path | None = None) -> Imputer:
+        """Read a model directory written by `save` (or by training with an output dir);
+        `weights` picks another weights file of it (e.g. a training snapshot) over model.pt."""
         path = Path(directory)
         meta_path = path / "config.json"
         if not meta_path.is_file():
@@ -362,5 +371,5 @@ class Imputer:
         imputer.feature_names = tuple(meta["feature_names"])
         imputer.scaler = Scaler.from_dict(meta["scaler"])
         imputer.network = imputer._build(len(imputer.feature_names))
-        imputer._load_weights(path)
+        imputer._load_weights(Path(weights) if weights is not None else path / "model.pt")
         return imputer

@@ -1,0 +1,38 @@
+"""Results records: appended, never lost; an unreadable file is left untouched."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from csdi.results import ResultsError, append_record, make_record, read_records
+
+
+def _record(method: str) -> dict:
+    return make_record(dataset="synthetic", protocol={"missing_ratio": 0.5}, method=method,
+                       metrics={"crps": 0.1}, n_samples=10, sampler="ancestral", steps=50, seed=0,
+                       epochs=1, train_seconds=1.0, impute_seconds=2.0, device="cpu",
+                       command="csdi evaluate --model m")
+
+
+def test_records_accumulate(tmp_path) -> None:
+    path = tmp_path / "bench" / "results.json"
+    append_record(path, _record("a"))
+    append_record(path, _record("b"))
+    records = read_records(path)
+    assert [r["method"] for r in records] == ["a", "b"]
+    required = {"dataset", "protocol", "method", "metrics", "n_samples", "sampler", "steps", "seed",
+                "epochs", "train_seconds", "impute_seconds", "device", "command", "commit", "date"}
+    assert required <= set(records[0])
+
+
+def test_unreadable_file_is_not_overwritten(tmp_path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text("[{broken")
+    with pytest.raises(ResultsError, match="not valid JSON"):
+        append_record(path, _record("a"))
+    assert path.read_text() == "[{broken"
+    path.write_text(json.dumps({"not": "a list"}))
+    with pytest.raises(ResultsError, match="expected a JSON list"):
+        append_record(path, _record("a"))

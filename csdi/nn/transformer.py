@@ -1,0 +1,153 @@
+"""A post-norm transformer encoder layer on PyTorch's fused attention, and its wide-data variants.
+
+`TransformerLayer` computes the same function as `torch.nn.TransformerEncoderLayer` with
+CSDI's arguments (d_model = 64, nhead = 8, dim_feedforward = 64, activation = "gelu", post-norm,
+dropout 0.1): x ← LN₁(x + Drop(MHA(x))), x ← LN₂(x + Drop(W₂ Drop(GELU(W₁ x)))), with the
+attention computed by `F.scaled_dot_product_attention`. Its parameters carry the same names and
+shapes as the PyTorch layer's (`in_proj` ↔ `self_attn.in_proj_*`, `out_proj` ↔
+`self_attn.out_proj`), so weights copy across one to one.
+
+Inputs are channel-last, (..., S, C): attention runs over axis −2 with every leading axis a batch
+axis, so a (B, K, L, C) state attends across time with no copy.
+
+For many features:
+- `attention="linear"`: Katharopoulos et al. 2020, "Transformers are RNNs", non-causal form with
+  the feature map φ(x) = elu(x) + 1: out_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / φ(q_i)ᵀ Σ_j φ(k_j),
+  O(S d²) instead of O(S² d).
+- `FeatureGroups`: a random partition of the sequence into groups of at most M positions;
+  `attend_in_groups` runs the layer within each group (every position still gets an output).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+Attention = Literal["full", "linear"]
+
+
+def linear_attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
+    """Non-causal linear attention with φ = elu + 1 (Katharopoulos et al. 2020, eq. 5–6).
+
+    q, k, v (N, H, S, d); key_mask (N, 1, 1, S) bool, True where a key takes part → (N, H, S, d).
+    """
+    phi_q = F.elu(q) + 1.0
+    phi_k = F.elu(k) + 1.0
+    if key_mask is not None:
+        phi_k = phi_k * key_mask.transpose(-1, -2)  # (N, 1, S, 1) zeroes masked keys
+    kv = phi_k.transpose(-1, -2) @ v  # (N, H, d, d): Σ_j φ(k_j) v_jᵀ
+    normaliser = phi_q @ phi_k.sum(dim=-2, keepdim=True).transpose(-1, -2)  # (N, H, S, 1)
+    return (phi_q @ kv) / normaliser
+
+
+class TransformerLayer(nn.Module):
+    """Post-norm encoder layer (self-attention, GELU feed-forward), on fused attention kernels."""
+
+    def __init__(
+        self,
+        d_model: int = 64,
+        n_heads: int = 8,
+        ff_dim: int = 64,
+        dropout: float = 0.1,
+        attention: Attention = "full",
+    ) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        if attention not in ("full", "linear"):
+            raise ValueError(f"attention must be 'full' or 'linear', got {attention!r}")
+        self.n_heads = n_heads
+        self.attention = attention
+        self.dropout = dropout
+        self.in_proj = nn.Linear(d_model, 3 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.linear1 = nn.Linear(d_model, ff_dim)
+        self.linear2 = nn.Linear(ff_dim, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout_attn_out = nn.Dropout(dropout)
+        self.dropout_ff_hidden = nn.Dropout(dropout)
+        self.dropout_ff_out = nn.Dropout(dropout)
+        # nn.MultiheadAttention's initialisation
+        nn.init.xavier_uniform_(self.in_proj.weight)
+        nn.init.zeros_(self.in_proj.bias)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """x (..., S, C) → (..., S, C); key_mask (..., S) bool, True where a key takes part."""
+        shape = x.shape
+        s, c = shape[-2], shape[-1]
+        h, d = self.n_heads, c // self.n_heads
+        x = x.reshape(-1, s, c)  # (N, S, C); a view when x is contiguous
+        n = x.shape[0]
+        q, k, v = self.in_proj(x).view(n, s, 3, h, d).permute(2, 0, 3, 1, 4)  # 3 × (N, H, S, d)
+        mask = None if key_mask is None else key_mask.reshape(n, 1, 1, s)  # (N, 1, 1, S)
+        if self.attention == "full":
+            p = self.dropout if self.training else 0.0
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        else:
+            a = linear_attention(q, k, v, mask)
+        a = a.transpose(1, 2).reshape(n, s, c)  # (N, H, S, d) → (N, S, C)
+        x = self.norm1(x + self.dropout_attn_out(self.out_proj(a)))
+        ff = self.linear2(self.dropout_ff_hidden(F.gelu(self.linear1(x))))
+        x = self.norm2(x + self.dropout_ff_out(ff))
+        return x.view(shape)
+
+
+@dataclass(frozen=True)
+class FeatureGroups:
+    """A random partition of S positions into `n_groups` groups of `size` ≤ M (the last padded).
+
+    perm:     (S,) positions in group order: group g holds perm[g·size:(g+1)·size]
+    inverse:  (S,) the inverse permutation
+    key_mask: (n_groups, size) bool, False on the padding slots of the last group
+    """
+
+    perm: Tensor
+    inverse: Tensor
+    key_mask: Tensor
+
+    @property
+    def n_groups(self) -> int:
+        return self.key_mask.shape[0]
+
+    @property
+    def size(self) -> int:
+        return self.key_mask.shape[1]
+
+
+def random_feature_groups(
+    n: int,
+    max_size: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | None = None,
+) -> FeatureGroups:
+    """Partition range(n) uniformly at random into ⌈n / max_size⌉ groups of ≤ max_size.
+
+    `generator=None` draws from torch's global RNG.
+    """
+    if max_size < 1:
+        raise ValueError(f"feature_subset must be at least 1, got {max_size}")
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    perm = torch.randperm(n, generator=generator, device=gen_device).to(device)
+    n_groups = math.ceil(n / max_size)
+    size = math.ceil(n / n_groups)  # balanced: padding < n_groups slots in all
+    key_mask = torch.arange(n_groups * size, device=device) < n  # (G·size,)
+    return FeatureGroups(perm=perm, inverse=perm.argsort(), key_mask=key_mask.view(n_groups, size))
+
+
+def attend_in_groups(layer: TransformerLayer, x: Tensor, groups: FeatureGroups) -> Tensor:
+    """Apply `layer` along axis −2 of x (..., S, C) within each group of `groups` only."""
+    s = x.shape[-2]
+    g, size = groups.n_groups, groups.size
+    xp = x.index_select(-2, groups.perm)  # (..., S, C) in group order
+    xp = F.pad(xp, (0, 0, 0, g * size - s))  # (..., G·size, C)
+    xg = xp.unflatten(-2, (g, size))  # (..., G, size, C)
+    key_mask = groups.key_mask.expand(xg.shape[:-1])  # (..., G, size)
+    y = layer(xg, key_mask=key_mask).flatten(-3, -2)[..., :s, :]  # (..., S, C) in group order
+    return y.index_select(-2, groups.inverse)

@@ -43,23 +43,30 @@ DEMO_OVERRIDES = [
 N_TEST = 120  # test windows imputed by the demo
 
 
-def demo_config(output: Path, epochs: int | None = None) -> ExperimentConfig:
-    overrides = [*DEMO_OVERRIDES, f"output_dir={output / 'model'}"]
+def demo_config(output: Path, epochs: int | None = None, overrides: tuple[str, ...] = ()) -> ExperimentConfig:
+    items = [*DEMO_OVERRIDES, f"output_dir={output / 'model'}", *overrides]
     if epochs is not None:
-        overrides.append(f"train.epochs={epochs}")
-    return load_config(None, overrides)
+        items.append(f"train.epochs={epochs}")
+    return load_config(None, items)
 
 
-def run_demo(output: Path, *, epochs: int | None = None, track: bool = True) -> dict[str, dict[str, float]]:
-    """Train, impute, score against the oracle, plot; returns {method: metrics}."""
-    cfg = demo_config(output, epochs)
+def run_demo(
+    output: Path,
+    *,
+    epochs: int | None = None,
+    track: bool = True,
+    n_test: int = N_TEST,
+    overrides: tuple[str, ...] = (),
+) -> dict[str, dict[str, float]]:
+    """Train, impute `n_test` test windows, score against the oracle, plot; {method: metrics}."""
+    cfg = demo_config(output, epochs, overrides)
     start = time.perf_counter()
     imputer = train_experiment(cfg, track=track)
     train_seconds = time.perf_counter() - start
 
     splits = load_splits(cfg.data)
     assert splits.test is not None
-    test = splits.test.subset(np.arange(N_TEST))
+    test = splits.test.subset(np.arange(n_test))
     samples, impute_seconds, _ = imputer.sample_normalised(test, cfg.sampling, progress=True)
 
     # the oracle: exact conditional samples of the same windows
@@ -68,7 +75,7 @@ def run_demo(output: Path, *, epochs: int | None = None, track: bool = True) -> 
     syn = synthetic_data(cfg.data)
     n_all = len(syn.windows)
     first_test = n_all - n_all // 6  # load_splits keeps the last sixth as the test set
-    oracle_data = replace(syn, windows=syn.windows.subset(np.arange(first_test, first_test + N_TEST)))
+    oracle_data = replace(syn, windows=syn.windows.subset(np.arange(first_test, first_test + n_test)))
     gen = torch.Generator().manual_seed(0)
     oracle = oracle_samples(oracle_data, cfg.sampling.n_samples, gen).astype(np.float32)
 
@@ -77,7 +84,7 @@ def run_demo(output: Path, *, epochs: int | None = None, track: bool = True) -> 
         "oracle": M.evaluate(oracle, test.values, test.targets),
     }
     summary = {"scores": scores, "train_seconds": train_seconds, "impute_seconds": impute_seconds,
-               "epochs": cfg.train.epochs, "n_test_windows": N_TEST,
+               "epochs": cfg.train.epochs, "n_test_windows": n_test,
                "n_samples": cfg.sampling.n_samples, "sampler": cfg.sampling.sampler,
                "steps": cfg.sampling.steps}
     write_text_atomic(json.dumps(summary, indent=2) + "\n", output / "demo_metrics.json")
@@ -86,7 +93,7 @@ def run_demo(output: Path, *, epochs: int | None = None, track: bool = True) -> 
     print(f"\ncsdi demo: synthetic GP, {cfg.data.n_features} features × {cfg.data.window} steps, "
           f"{int(100 * cfg.data.missing_ratio)} % of test entries held out")
     print(f"trained {cfg.train.epochs} epochs in {train_seconds:.0f} s; "
-          f"imputed {N_TEST} windows × {cfg.sampling.n_samples} samples in {impute_seconds:.0f} s")
+          f"imputed {n_test} windows × {cfg.sampling.n_samples} samples in {impute_seconds:.0f} s")
     print(f"{'method':<8}" + "".join(f"{k:>13}" for k in ("crps", "crps_exact", "mae", "coverage_90")))
     for method, m in scores.items():
         print(f"{method:<8}" + "".join(f"{m[k]:>13.4f}" for k in ("crps", "crps_exact", "mae", "coverage_90")))

@@ -21,7 +21,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which data and protocol. `dataset`: physionet | synthetic | table (own CSV / parquet)."""
+    """Which data and protocol. `dataset`: physionet | synthetic | table (own CSV / parquet) |
+    pm25 | exchange_rate_nips | etth1 | ettm1."""
 
     dataset: str = "synthetic"
     path: str | None = None  # own data: the CSV or parquet file
@@ -30,11 +31,14 @@ class DataConfig:
     window: int = 48
     stride: int | None = None  # None: window // 2 for own data
     missing_ratio: float = 0.1  # held-out evaluation targets (physionet, synthetic)
-    fold: int = 0
+    fold: int = 0  # pm25: CSDI's validindex (0 → month 1 validates)
     normalisation: Literal["all", "train"] = "all"
     n_windows: int = 1200  # synthetic only
     n_features: int = 6  # synthetic only
     validation_fraction: float = 0.1  # own data: last windows kept for validation
+    horizon: int | None = None  # forecasting: steps to forecast (the last `horizon` of a window)
+    context: int | None = None  # forecasting: history steps (None: the dataset's default)
+    test_stride: int = 1  # forecasting: stride of validation/test windows (Informer: 1)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class TrainConfig:
     seed: int = 0
     device: Literal["cpu", "cuda", "auto"] = "auto"
     max_minutes: float | None = None  # stop after this wall time (the best checkpoint is kept)
+    snapshot_every: int | None = None  # keep the EMA weights every N epochs (training curves)
 
 
 @dataclass(frozen=True)

@@ -96,8 +96,12 @@ class Trainer:
         train_cfg: TrainConfig,
         diffusion_cfg: DiffusionConfig,
         device: torch.device,
+        *,
+        horizon: int | None = None,
     ):
         self.network = network.to(device)
+        self.horizon = horizon  # the forecast mask hides the last `horizon` steps
+        self.patterns: Tensor | None = None  # (P, K, L) historical masks; None: the batch's own
         self.schedule = schedule.to(device)
         self.cfg = train_cfg
         self.device = device
@@ -159,7 +163,11 @@ class Trainer:
             cond_mask = batch.cond[idx]
         else:
             cond_mask = make_cond_mask(
-                self.cfg.masking, observed, generator, patterns=batch.observed
+                self.cfg.masking,
+                observed,
+                generator,
+                patterns=batch.observed if self.patterns is None else self.patterns,
+                horizon=self.horizon,
             )
         target = observed * (1.0 - cond_mask)
         cond = Conditioning(x=x0 * cond_mask, mask=cond_mask, timestamps=batch.timestamps[idx])
@@ -212,10 +220,17 @@ class Trainer:
         *,
         on_epoch: Callable[[Trainer, float, float], None] | None = None,
         progress: bool = True,
+        patterns: np.ndarray | None = None,
     ) -> History:
         """Train until `epochs` (or `max_minutes`); `on_epoch(trainer, train_loss, valid_loss)`
-        runs after each epoch (the caller saves checkpoints and logs there)."""
+        runs after each epoch (the caller saves checkpoints and logs there). `patterns`
+        (P, L, K) bool: missingness patterns for historical/mix masks (default: the batch's)."""
         data = ModelBatch.from_windows(train, self.device)
+        if patterns is not None:
+            # (P, L, K) → (P, K, L), model layout
+            self.patterns = torch.from_numpy(
+                np.ascontiguousarray(np.asarray(patterns, bool).transpose(0, 2, 1))
+            ).to(self.device)
         vdata = ModelBatch.from_windows(valid, self.device) if valid is not None else None
         start = time.perf_counter()
         elapsed0 = self.history.seconds[-1] if self.history.seconds else 0.0

@@ -1,4 +1,4 @@
-"""csdi: probabilistic time-series imputation and forecasting with conditional score-based diffusion."""
+"""csdi: probabilistic imputation and forecasting of time series with score-based diffusion."""
 
 from csdi.imputer import Imputer
 

@@ -43,7 +43,9 @@ DEMO_OVERRIDES = [
 N_TEST = 120  # test windows imputed by the demo
 
 
-def demo_config(output: Path, epochs: int | None = None, overrides: tuple[str, ...] = ()) -> ExperimentConfig:
+def demo_config(
+    output: Path, epochs: int | None = None, overrides: tuple[str, ...] = ()
+) -> ExperimentConfig:
     items = [*DEMO_OVERRIDES, f"output_dir={output / 'model'}", *overrides]
     if epochs is not None:
         items.append(f"train.epochs={epochs}")
@@ -75,7 +77,9 @@ def run_demo(
     syn = synthetic_data(cfg.data)
     n_all = len(syn.windows)
     first_test = n_all - n_all // 6  # load_splits keeps the last sixth as the test set
-    oracle_data = replace(syn, windows=syn.windows.subset(np.arange(first_test, first_test + n_test)))
+    oracle_data = replace(
+        syn, windows=syn.windows.subset(np.arange(first_test, first_test + n_test))
+    )
     gen = torch.Generator().manual_seed(0)
     oracle = oracle_samples(oracle_data, cfg.sampling.n_samples, gen).astype(np.float32)
 
@@ -83,20 +87,35 @@ def run_demo(
         "csdi": M.evaluate(samples, test.values, test.targets),
         "oracle": M.evaluate(oracle, test.values, test.targets),
     }
-    summary = {"scores": scores, "train_seconds": train_seconds, "impute_seconds": impute_seconds,
-               "epochs": cfg.train.epochs, "n_test_windows": n_test,
-               "n_samples": cfg.sampling.n_samples, "sampler": cfg.sampling.sampler,
-               "steps": cfg.sampling.steps}
+    summary = {
+        "scores": scores,
+        "train_seconds": train_seconds,
+        "impute_seconds": impute_seconds,
+        "epochs": cfg.train.epochs,
+        "n_test_windows": n_test,
+        "n_samples": cfg.sampling.n_samples,
+        "sampler": cfg.sampling.sampler,
+        "steps": cfg.sampling.steps,
+    }
     write_text_atomic(json.dumps(summary, indent=2) + "\n", output / "demo_metrics.json")
     plot = _plot(output / "demo.png", test, samples, oracle)
 
-    print(f"\ncsdi demo: synthetic GP, {cfg.data.n_features} features × {cfg.data.window} steps, "
-          f"{int(100 * cfg.data.missing_ratio)} % of test entries held out")
-    print(f"trained {cfg.train.epochs} epochs in {train_seconds:.0f} s; "
-          f"imputed {n_test} windows × {cfg.sampling.n_samples} samples in {impute_seconds:.0f} s")
-    print(f"{'method':<8}" + "".join(f"{k:>13}" for k in ("crps", "crps_exact", "mae", "coverage_90")))
+    print(
+        f"\ncsdi demo: synthetic GP, {cfg.data.n_features} features × {cfg.data.window} steps, "
+        f"{int(100 * cfg.data.missing_ratio)} % of test entries held out"
+    )
+    print(
+        f"trained {cfg.train.epochs} epochs in {train_seconds:.0f} s; "
+        f"imputed {n_test} windows × {cfg.sampling.n_samples} samples in {impute_seconds:.0f} s"
+    )
+    print(
+        f"{'method':<8}" + "".join(f"{k:>13}" for k in ("crps", "crps_exact", "mae", "coverage_90"))
+    )
     for method, m in scores.items():
-        print(f"{method:<8}" + "".join(f"{m[k]:>13.4f}" for k in ("crps", "crps_exact", "mae", "coverage_90")))
+        print(
+            f"{method:<8}"
+            + "".join(f"{m[k]:>13.4f}" for k in ("crps", "crps_exact", "mae", "coverage_90"))
+        )
     print(f"model: {cfg.output_dir}; metrics: {output / 'demo_metrics.json'}; plot: {plot}")
     return scores
 
@@ -122,7 +141,9 @@ def _plot(path: Path, test: WindowSet, samples: np.ndarray, oracle: np.ndarray) 
             ax.plot(steps, med, color=color, lw=1.3, label=f"{label} median, 50/90 % bands")
         given = test.cond[n, :, k]
         ax.plot(steps, test.values[n, :, k], color="black", lw=0.8, ls="--", label="truth")
-        ax.scatter(steps[given], test.values[n, given, k], color="black", s=12, zorder=3, label="given")
+        ax.scatter(
+            steps[given], test.values[n, given, k], color="black", s=12, zorder=3, label="given"
+        )
         ax.set_title(f"test window {n}, feature {test.feature_names[k]}")
         ax.set_xlabel("step")
     axes[0].legend(fontsize=7, loc="best")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from csdi import checkpoint
 from csdi import metrics as M
 from csdi.checkpoint import write_text_atomic
@@ -52,11 +53,16 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
         from csdi.data.physionet import load_physionet
 
         s = load_physionet(
-            data_dir(directory), missing_ratio=cfg.missing_ratio, fold=cfg.fold,
+            data_dir(directory),
+            missing_ratio=cfg.missing_ratio,
+            fold=cfg.fold,
             normalisation=cfg.normalisation,
         )
-        protocol: dict[str, Any] = {"missing_ratio": cfg.missing_ratio, "fold": cfg.fold,
-                    "normalisation": cfg.normalisation}
+        protocol: dict[str, Any] = {
+            "missing_ratio": cfg.missing_ratio,
+            "fold": cfg.fold,
+            "normalisation": cfg.normalisation,
+        }
         return Splits(s.train, s.valid, s.test, s.scaler, "normalised", protocol)
     if cfg.dataset == "synthetic":
         syn = synthetic_data(cfg)
@@ -67,8 +73,12 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
         valid: WindowSet | None = w.subset(np.arange(n - n_test - n_valid, n - n_test))
         train = replace(w.subset(np.arange(n - n_test - n_valid)), cond=None)
         scaler = Scaler(mean=np.zeros(len(w.feature_names)), std=np.ones(len(w.feature_names)))
-        protocol = {"missing_ratio": cfg.missing_ratio, "n_features": cfg.n_features,
-                    "window": cfg.window, "n_windows": cfg.n_windows}
+        protocol = {
+            "missing_ratio": cfg.missing_ratio,
+            "n_features": cfg.n_features,
+            "window": cfg.window,
+            "n_windows": cfg.n_windows,
+        }
         return Splits(train, valid, test, scaler, "original", protocol)
     if cfg.dataset == "table":
         from csdi.data.tabular import frame_to_windows, read_table
@@ -78,7 +88,7 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
         frame = read_table(cfg.path, time_column=cfg.time_column, layout=cfg.layout)
         stride = cfg.stride or max(1, cfg.window // 2)
         windows, _ = frame_to_windows(frame, window=cfg.window, stride=stride)
-        n_valid = int(round(len(windows) * cfg.validation_fraction))
+        n_valid = round(len(windows) * cfg.validation_fraction)
         if len(windows) - n_valid < 1:
             raise ValueError(f"{cfg.path}: too few windows ({len(windows)}) to train on")
         raw_train = windows.subset(np.arange(len(windows) - n_valid))
@@ -120,11 +130,21 @@ def _forecast_splits(cfg: DataConfig, directory: Path) -> Splits:
     else:
         if cfg.horizon is None:
             raise ValueError(f"dataset {cfg.dataset!r} needs data.horizon (e.g. 24 or 96)")
-        f = F.load_ett(directory, cfg.dataset, horizon=cfg.horizon, context=context,
-                       stride=stride, test_stride=cfg.test_stride)
+        f = F.load_ett(
+            directory,
+            cfg.dataset,
+            horizon=cfg.horizon,
+            context=context,
+            stride=stride,
+            test_stride=cfg.test_stride,
+        )
         units = "normalised"
-    protocol = {"horizon": f.horizon, "context": f.context, "stride": stride,
-                "test_stride": cfg.test_stride if cfg.dataset != "exchange_rate_nips" else None}
+    protocol = {
+        "horizon": f.horizon,
+        "context": f.context,
+        "stride": stride,
+        "test_stride": cfg.test_stride if cfg.dataset != "exchange_rate_nips" else None,
+    }
     return Splits(f.train, f.valid, f.test, f.scaler, units, protocol)
 
 
@@ -132,13 +152,20 @@ def synthetic_data(cfg: DataConfig) -> SyntheticData:
     """The synthetic Gaussian-process set of a config (seeded: the same config, the same data)."""
 
     return make_synthetic(
-        cfg.n_windows, cfg.n_features, cfg.window, missing_ratio=cfg.missing_ratio,
+        cfg.n_windows,
+        cfg.n_features,
+        cfg.window,
+        missing_ratio=cfg.missing_ratio,
         rng=np.random.default_rng(cfg.fold),
     )
 
 
 def train_experiment(
-    cfg: ExperimentConfig, *, resume: bool = False, track: bool = True, progress: bool = True,
+    cfg: ExperimentConfig,
+    *,
+    resume: bool = False,
+    track: bool = True,
+    progress: bool = True,
     directory: Path | None = None,
 ) -> Imputer:
     """Load the data, train with tracking, write the model directory `cfg.output_dir`."""
@@ -151,8 +178,14 @@ def train_experiment(
     with tracker.run():
         tracker.log_params(flatten(cfg))
         imputer.fit_windows(
-            splits.train, splits.valid, splits.scaler, output_dir=out, resume=resume,
-            tracker=tracker, progress=progress, patterns=splits.patterns,
+            splits.train,
+            splits.valid,
+            splits.scaler,
+            output_dir=out,
+            resume=resume,
+            tracker=tracker,
+            progress=progress,
+            patterns=splits.patterns,
         )
         tracker.log_artifact(out / "config.json")
         tracker.log_model(out)
@@ -184,9 +217,10 @@ def evaluate_model(
     if max_windows is not None:
         test = test.subset(np.arange(min(max_windows, len(test))))
     samples, seconds, calls = imputer.sample_normalised(test, sampling, progress=progress)
-    scale = (0.0, 1.0) if splits.units == "normalised" else (
-        splits.scaler.mean, splits.scaler.std)
-    result = M.evaluate(samples, test.values, test.targets, scaler_mean=scale[0], scaler_std=scale[1])
+    scale = (0.0, 1.0) if splits.units == "normalised" else (splits.scaler.mean, splits.scaler.std)
+    result = M.evaluate(
+        samples, test.values, test.targets, scaler_mean=scale[0], scaler_std=scale[1]
+    )
     history = _history(model_dir / "last.pt")
     record = make_record(
         dataset=cfg.data.dataset,
@@ -213,8 +247,12 @@ def evaluate_model(
         append_record(reports_dir / cfg.name / "results.json", record)
     tracker = Tracker(cfg.name, enabled=track, run_name=f"evaluate {model_dir.name}")
     with tracker.run():
-        tracker.log_params({"model_dir": str(model_dir), **{f"sampling.{k}": v for k, v in
-                            to_dict(sampling).items()}})
+        tracker.log_params(
+            {
+                "model_dir": str(model_dir),
+                **{f"sampling.{k}": v for k, v in to_dict(sampling).items()},
+            }
+        )
         tracker.log_metrics({k: v for k, v in result.items() if np.isfinite(v)})
         tracker.log_artifact(model_dir / name)
     return record

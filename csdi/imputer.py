@@ -59,7 +59,9 @@ def imputation_frame(result: Imputation, index: pd.Index, names: list[str]) -> p
     return out
 
 
-def windows_from_array(values: np.ndarray, feature_names: tuple[str, ...] | None = None) -> WindowSet:
+def windows_from_array(
+    values: np.ndarray, feature_names: tuple[str, ...] | None = None
+) -> WindowSet:
     """(N, L, K) float array with NaN for missing → WindowSet (unscaled, cond = observed)."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 3:
@@ -140,7 +142,11 @@ class Imputer:
         self.network = self._build(len(train.feature_names))
         self.schedule = get_schedule(self.config.diffusion.schedule)
         trainer = Trainer(
-            self.network, self.schedule, self.config.train, self.config.diffusion, self.device,
+            self.network,
+            self.schedule,
+            self.config.train,
+            self.config.diffusion,
+            self.device,
             horizon=self.config.data.horizon,
         )
         last = output_dir / "last.pt" if output_dir is not None else None
@@ -167,8 +173,12 @@ class Imputer:
             if every is not None and tr.epoch % every == 0:
                 # the EMA weights as they were at this epoch, for CRPS-against-time curves
                 checkpoint.save_atomic(
-                    {"network": tr.ema.module.state_dict(), "schedule": self.schedule.state_dict(),
-                     "epoch": tr.epoch, "train_seconds": tr.history.seconds[-1]},
+                    {
+                        "network": tr.ema.module.state_dict(),
+                        "schedule": self.schedule.state_dict(),
+                        "epoch": tr.epoch,
+                        "train_seconds": tr.history.seconds[-1],
+                    },
                     output_dir / "snapshots" / f"epoch_{tr.epoch:04d}.pt",
                 )
             save_training_state(tr, last)  # type: ignore[arg-type]
@@ -198,9 +208,11 @@ class Imputer:
             stride = self.config.data.stride or max(1, window // 2)
             windows, _ = frame_to_windows(data, window=window, stride=stride)
             windows = replace(windows, cond=None)
-            n_valid = int(round(len(windows) * self.config.data.validation_fraction))
+            n_valid = round(len(windows) * self.config.data.validation_fraction)
             train_w = windows.subset(np.arange(len(windows) - n_valid))
-            valid_w = windows.subset(np.arange(len(windows) - n_valid, len(windows))) if n_valid else None
+            valid_w = (
+                windows.subset(np.arange(len(windows) - n_valid, len(windows))) if n_valid else None
+            )
         else:
             train_w = replace(windows_from_array(data), cond=None)
             valid_w = replace(windows_from_array(valid), cond=None) if valid is not None else None
@@ -255,7 +267,12 @@ class Imputer:
         assert self.scaler is not None
         overrides: dict[str, Any] = {
             k: v
-            for k, v in {"n_samples": n_samples, "sampler": sampler, "steps": steps, "seed": seed}.items()
+            for k, v in {
+                "n_samples": n_samples,
+                "sampler": sampler,
+                "steps": steps,
+                "seed": seed,
+            }.items()
             if v is not None
         }
         cfg = replace(self.config.sampling, **overrides)
@@ -290,7 +307,9 @@ class Imputer:
     def _frame_values(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.feature_names if c not in frame.columns]
         if missing:
-            raise InputError(f"input lacks the feature column(s) the model was trained on: {missing}")
+            raise InputError(
+                f"input lacks the feature column(s) the model was trained on: {missing}"
+            )
         sub = frame[list(self.feature_names)]
         bad = [c for c in sub.columns if not pd.api.types.is_numeric_dtype(sub[c])]
         if bad:

@@ -59,8 +59,10 @@ def sample_windows(
     calls = 0
     # side-information projections depend on cond only: computed once per batch, not per step
     predictor = network.cached() if isinstance(network, ScoreNetwork) else network
-    # windows are batched so that B·S rows fit a chunk; the sampler chunks only when S alone is larger
-    inner_chunk = cfg.chunk_size if cfg.chunk_size is not None and cfg.n_samples > cfg.chunk_size else None
+    # windows are batched so that B·S rows fit a chunk; the sampler chunks only if S alone is more
+    inner_chunk = (
+        cfg.chunk_size if cfg.chunk_size is not None and cfg.n_samples > cfg.chunk_size else None
+    )
 
     def count_calls(z_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         nonlocal calls

@@ -20,7 +20,9 @@ class ImputerPyfunc(PythonModel):
 
         self.imputer = Imputer.load(context.artifacts["model_dir"])
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict | None = None
+    ) -> pd.DataFrame:
         from csdi.imputer import imputation_frame
 
         result = self.imputer.impute(model_input, quantiles=(0.05, 0.5, 0.95))

@@ -28,12 +28,19 @@ def git_commit() -> str:
     try:
         root = Path(__file__).resolve().parent.parent
         sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-            check=True, timeout=10,
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-            capture_output=True, text=True, timeout=10,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -94,7 +101,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     try:
         records = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ResultsError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); not touched") from None
+        raise ResultsError(
+            f"{path}: not valid JSON ({e.msg} at line {e.lineno}); not touched"
+        ) from None
     if not isinstance(records, list):
         raise ResultsError(f"{path}: expected a JSON list of records; not touched")
     return records

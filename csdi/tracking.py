@@ -24,7 +24,7 @@ def tracking_uri() -> str:
 
 
 class Tracker:
-    """Thin, failure-tolerant wrapper over an MLflow run. `enabled=False` makes every call a no-op."""
+    """Thin, failure-tolerant wrapper over an MLflow run; `enabled=False`: every call a no-op."""
 
     def __init__(self, experiment: str, *, enabled: bool = True, run_name: str | None = None):
         self.experiment = experiment
@@ -74,9 +74,7 @@ class Tracker:
         self._guard("logging metrics", lambda: self._mlflow.log_metrics(metrics, step=step))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self._guard(
-            f"logging {path}", lambda: self._mlflow.log_artifact(str(path), artifact_path)
-        )
+        self._guard(f"logging {path}", lambda: self._mlflow.log_artifact(str(path), artifact_path))
 
     def log_model(self, model_dir: Path) -> None:
         """The trained model as an MLflow pyfunc: a frame with NaN in, quantiles out."""

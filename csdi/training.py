@@ -46,7 +46,8 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass(frozen=True)
 class ModelBatch:
-    """Windows in model layout: values/observed (N, K, L), timestamps (N, L), cond (N, K, L)|None."""
+    """Windows in model layout: values, observed, cond (N, K, L) (cond may be None); timestamps
+    (N, L)."""
 
     values: Tensor
     observed: Tensor
@@ -155,8 +156,14 @@ class Trainer:
         self.history = History(**state["history"])
 
     # ------------------------------------------------------------------ steps
-    def _loss(self, model: nn.Module, batch: ModelBatch, idx: Tensor, generator: torch.Generator,
-              use_protocol_cond: bool) -> Tensor:
+    def _loss(
+        self,
+        model: nn.Module,
+        batch: ModelBatch,
+        idx: Tensor,
+        generator: torch.Generator,
+        use_protocol_cond: bool,
+    ) -> Tensor:
         x0 = batch.values[idx]  # (B, K, L)
         observed = batch.observed[idx]
         if use_protocol_cond and batch.cond is not None:
@@ -181,12 +188,18 @@ class Trainer:
         order = torch.randperm(n, generator=self.generator, device=self.device)
         batches = order.split(self.cfg.batch_size)
         total = 0.0
-        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False,
-                   disable=not progress)
+        bar = tqdm(
+            batches,
+            desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+            leave=False,
+            disable=not progress,
+        )
         for idx in bar:
             loss = self._loss(self.network, data, idx, self.generator, use_protocol_cond=False)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {self.epoch + 1}")
+                raise FloatingPointError(
+                    f"training loss became {loss.item()} at epoch {self.epoch + 1}"
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

@@ -32,6 +32,8 @@ def sine_frame_values(n_rows: int, n_features: int, missing: float, seed: int) -
     """(T, K) smooth series with a `missing` fraction of NaN: small data a test makes itself."""
     rng = np.random.default_rng(seed)
     t = np.arange(n_rows)[:, None]
-    values = np.sin(t / 5.0 + np.arange(n_features)) + 0.1 * rng.standard_normal((n_rows, n_features))
+    values = np.sin(t / 5.0 + np.arange(n_features)) + 0.1 * rng.standard_normal(
+        (n_rows, n_features)
+    )
     values[rng.random(values.shape) < missing] = np.nan
     return values

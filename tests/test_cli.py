@@ -40,16 +40,44 @@ def trained(tmp_path):
 def test_train_then_impute_csv(trained, tmp_path, capsys) -> None:
     data, frame, model = trained
     out, npz = tmp_path / "imputed.csv", tmp_path / "samples.npz"
-    argv = ["impute", "--model", str(model), "--input", str(data), "--output", str(out),
-            "--samples", "5", "--steps", "4", "--quantiles", "0.1,0.9", "--samples-output", str(npz)]
+    argv = [
+        "impute",
+        "--model",
+        str(model),
+        "--input",
+        str(data),
+        "--output",
+        str(out),
+        "--samples",
+        "5",
+        "--steps",
+        "4",
+        "--quantiles",
+        "0.1,0.9",
+        "--samples-output",
+        str(npz),
+    ]
     assert main(argv) == 0
     result = pd.read_csv(out)
-    assert list(result.columns) == ["time", "a", "b", "c", "a_q0.1", "b_q0.1", "c_q0.1",
-                                    "a_q0.9", "b_q0.9", "c_q0.9"]
+    assert list(result.columns) == [
+        "time",
+        "a",
+        "b",
+        "c",
+        "a_q0.1",
+        "b_q0.1",
+        "c_q0.1",
+        "a_q0.9",
+        "b_q0.9",
+        "c_q0.9",
+    ]
     assert len(result) == len(frame) and not result[["a", "b", "c"]].isna().any().any()
     observed = frame[["a", "b", "c"]].notna().to_numpy()
-    np.testing.assert_allclose(result[["a", "b", "c"]].to_numpy()[observed],
-                               frame[["a", "b", "c"]].to_numpy()[observed], rtol=1e-12)
+    np.testing.assert_allclose(
+        result[["a", "b", "c"]].to_numpy()[observed],
+        frame[["a", "b", "c"]].to_numpy()[observed],
+        rtol=1e-12,
+    )
     with np.load(npz) as z:
         assert z["samples"].shape == (5, len(frame), 3)  # (S, T, K) aligned with the input
         assert list(z["feature_names"]) == ["a", "b", "c"]
@@ -58,55 +86,105 @@ def test_train_then_impute_csv(trained, tmp_path, capsys) -> None:
 def test_bad_inputs_get_one_line_errors(trained, tmp_path, capsys) -> None:
     data, frame, model = trained
     out = str(tmp_path / "o.csv")
-    _one_line_error(capsys, ["impute", "--model", str(model), "--input", str(tmp_path / "nope.csv"),
-                             "--output", out], "nope.csv")
+    _one_line_error(
+        capsys,
+        ["impute", "--model", str(model), "--input", str(tmp_path / "nope.csv"), "--output", out],
+        "nope.csv",
+    )
 
     text = tmp_path / "text.csv"
     pd.DataFrame({"time": [1, 2, 3], "name": ["x", "y", "z"]}).to_csv(text, index=False)
-    _one_line_error(capsys, ["train", "--data", str(text), "--output", str(tmp_path / "m2"),
-                             "--no-tracking"], "name")
+    _one_line_error(
+        capsys,
+        ["train", "--data", str(text), "--output", str(tmp_path / "m2"), "--no-tracking"],
+        "name",
+    )
 
     bad_value = tmp_path / "bad_value.csv"
     f = frame.copy().astype({"b": object})
     f.loc[7, "b"] = "n/a?"
     f.to_csv(bad_value, index=False)
-    _one_line_error(capsys, ["impute", "--model", str(model), "--input", str(bad_value),
-                             "--output", out], "n/a?")
+    _one_line_error(
+        capsys,
+        ["impute", "--model", str(model), "--input", str(bad_value), "--output", out],
+        "n/a?",
+    )
 
     dup = tmp_path / "dup.csv"
     f = frame.copy()
     f.loc[5, "time"] = f.loc[4, "time"]
     f.to_csv(dup, index=False)
-    _one_line_error(capsys, ["impute", "--model", str(model), "--input", str(dup),
-                             "--output", out], "duplicate")
+    _one_line_error(
+        capsys, ["impute", "--model", str(model), "--input", str(dup), "--output", out], "duplicate"
+    )
 
-    _one_line_error(capsys, ["train", "--data", str(data), "--window", "500", "--output",
-                             str(tmp_path / "m3"), "--no-tracking"], "longer than the series")
+    _one_line_error(
+        capsys,
+        [
+            "train",
+            "--data",
+            str(data),
+            "--window",
+            "500",
+            "--output",
+            str(tmp_path / "m3"),
+            "--no-tracking",
+        ],
+        "longer than the series",
+    )
 
     inf = tmp_path / "inf.csv"
     f = frame.copy()
     f.loc[3, "a"] = np.inf
     f.to_csv(inf, index=False)
-    _one_line_error(capsys, ["impute", "--model", str(model), "--input", str(inf),
-                             "--output", out], "inf")
+    _one_line_error(
+        capsys, ["impute", "--model", str(model), "--input", str(inf), "--output", out], "inf"
+    )
 
     meta = json.loads((model / "config.json").read_text())
     meta["format_version"] = 0
     (model / "config.json").write_text(json.dumps(meta))
-    _one_line_error(capsys, ["impute", "--model", str(model), "--input", str(data),
-                             "--output", out], "model format 0")
-    _one_line_error(capsys, ["train", "--config", str(tmp_path / "none.toml")],
-                    "config file not found")
-    _one_line_error(capsys, ["train", "--data", str(data), "--output", str(tmp_path / "m4"),
-                             "--set", "train.lr=fast", "--no-tracking"], "train.lr")
+    _one_line_error(
+        capsys,
+        ["impute", "--model", str(model), "--input", str(data), "--output", out],
+        "model format 0",
+    )
+    _one_line_error(
+        capsys, ["train", "--config", str(tmp_path / "none.toml")], "config file not found"
+    )
+    _one_line_error(
+        capsys,
+        [
+            "train",
+            "--data",
+            str(data),
+            "--output",
+            str(tmp_path / "m4"),
+            "--set",
+            "train.lr=fast",
+            "--no-tracking",
+        ],
+        "train.lr",
+    )
 
 
 def test_nothing_saved_is_lost_when_impute_fails(trained, tmp_path, capsys) -> None:
-    data, _, model = trained
+    _, _, model = trained
     before = {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()}
     existing = tmp_path / "keep.csv"
     existing.write_text("precious\n")
-    _one_line_error(capsys, ["impute", "--model", str(model), "--input", str(tmp_path / "x.csv"),
-                             "--output", str(existing)], "x.csv")
+    _one_line_error(
+        capsys,
+        [
+            "impute",
+            "--model",
+            str(model),
+            "--input",
+            str(tmp_path / "x.csv"),
+            "--output",
+            str(existing),
+        ],
+        "x.csv",
+    )
     assert existing.read_text() == "precious\n"
     assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before

@@ -13,8 +13,16 @@ def test_defaults_are_csdi_training_defaults() -> None:
 
 
 def test_overrides_are_typed() -> None:
-    cfg = load_config(None, ["train.epochs=3", "data.stride=none", "train.lr_milestones=0.5,0.8",
-                             "model.feature_subset=8", "diffusion.antithetic=true"])
+    cfg = load_config(
+        None,
+        [
+            "train.epochs=3",
+            "data.stride=none",
+            "train.lr_milestones=0.5,0.8",
+            "model.feature_subset=8",
+            "diffusion.antithetic=true",
+        ],
+    )
     assert cfg.train.epochs == 3 and cfg.data.stride is None
     assert cfg.train.lr_milestones == (0.5, 0.8)
     assert cfg.model.feature_subset == 8 and cfg.diffusion.antithetic is True
@@ -43,7 +51,11 @@ def test_round_trip_through_dict_and_toml(tmp_path) -> None:
     path.write_text('name = "x"\n[train]\nepochs = 5\nlr_milestones = [0.5]\n')
     loaded = load_config(path, ["train.seed=3"])
     assert (loaded.name, loaded.train.epochs, loaded.train.lr_milestones, loaded.train.seed) == (
-        "x", 5, (0.5,), 3)
+        "x",
+        5,
+        (0.5,),
+        3,
+    )
 
 
 def test_bad_files(tmp_path) -> None:

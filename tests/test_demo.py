@@ -9,8 +9,13 @@ from tests.conftest import TINY
 
 
 def test_demo_runs_and_reports_against_the_oracle(tmp_path) -> None:
-    overrides = (*TINY, "data.n_windows=240", "data.window=12", "data.n_features=3",
-                 "sampling.n_samples=30")
+    overrides = (
+        *TINY,
+        "data.n_windows=240",
+        "data.window=12",
+        "data.n_features=3",
+        "sampling.n_samples=30",
+    )
     scores = run_demo(tmp_path, epochs=1, track=False, n_test=8, overrides=overrides)
     summary = json.loads((tmp_path / "demo_metrics.json").read_text())
     assert summary["scores"] == scores

@@ -81,12 +81,14 @@ def test_resume_continues_exactly(tiny_config, tmp_path) -> None:
     resumed.fit_windows(w, None, scaler, output_dir=tmp_path / "split", resume=True, progress=False)
     assert resumed.history is not None and resumed.history.epochs == [1, 2]
     assert full.network is not None and resumed.network is not None
-    for (name, a), b in zip(full.network.state_dict().items(), resumed.network.state_dict().values()):
+    for (name, a), b in zip(
+        full.network.state_dict().items(), resumed.network.state_dict().values(), strict=True
+    ):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=name)
 
 
 def test_model_directory_errors(tiny_config, tmp_path) -> None:
-    with pytest.raises(CheckpointError, match="no config.json"):
+    with pytest.raises(CheckpointError, match=r"no config\.json"):
         Imputer.load(tmp_path)
     data = _windows(8, 12, 2, 0.2, seed=5)
     Imputer(tiny_config).fit(data, progress=False).save(tmp_path / "m")

@@ -10,10 +10,21 @@ from csdi.results import ResultsError, append_record, make_record, read_records
 
 
 def _record(method: str) -> dict:
-    return make_record(dataset="synthetic", protocol={"missing_ratio": 0.5}, method=method,
-                       metrics={"crps": 0.1}, n_samples=10, sampler="ancestral", steps=50, seed=0,
-                       epochs=1, train_seconds=1.0, impute_seconds=2.0, device="cpu",
-                       command="csdi evaluate --model m")
+    return make_record(
+        dataset="synthetic",
+        protocol={"missing_ratio": 0.5},
+        method=method,
+        metrics={"crps": 0.1},
+        n_samples=10,
+        sampler="ancestral",
+        steps=50,
+        seed=0,
+        epochs=1,
+        train_seconds=1.0,
+        impute_seconds=2.0,
+        device="cpu",
+        command="csdi evaluate --model m",
+    )
 
 
 def test_records_accumulate(tmp_path) -> None:
@@ -22,8 +33,23 @@ def test_records_accumulate(tmp_path) -> None:
     append_record(path, _record("b"))
     records = read_records(path)
     assert [r["method"] for r in records] == ["a", "b"]
-    required = {"dataset", "protocol", "method", "metrics", "n_samples", "sampler", "steps", "seed",
-                "epochs", "train_seconds", "impute_seconds", "device", "command", "commit", "date"}
+    required = {
+        "dataset",
+        "protocol",
+        "method",
+        "metrics",
+        "n_samples",
+        "sampler",
+        "steps",
+        "seed",
+        "epochs",
+        "train_seconds",
+        "impute_seconds",
+        "device",
+        "command",
+        "commit",
+        "date",
+    }
     assert required <= set(records[0])
 
 

@@ -13,9 +13,20 @@ from tests.conftest import TINY, sine_frame_values
 
 def _config(tmp_path):
     data = tmp_path / "s.csv"
-    pd.DataFrame(sine_frame_values(60, 2, 0.2, seed=0), columns=["u", "v"]).to_csv(data, index=False)
-    return load_config(None, [*TINY, "data.dataset=table", f"data.path={data}", "data.window=12",
-                              f"output_dir={tmp_path / 'model'}", "name=tracking-test"])
+    pd.DataFrame(sine_frame_values(60, 2, 0.2, seed=0), columns=["u", "v"]).to_csv(
+        data, index=False
+    )
+    return load_config(
+        None,
+        [
+            *TINY,
+            "data.dataset=table",
+            f"data.path={data}",
+            "data.window=12",
+            f"output_dir={tmp_path / 'model'}",
+            "name=tracking-test",
+        ],
+    )
 
 
 def test_run_is_tracked_with_model(tmp_path, monkeypatch) -> None:

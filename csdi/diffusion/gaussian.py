@@ -81,7 +81,9 @@ class GaussianOracle:
         n_t = tmask.sum(-1)
         return -0.5 * ((resid * sol).sum(-1) + logdet + n_t * math.log(2 * math.pi))
 
-    def sample_conditional(self, cond: Conditioning, n_samples: int, generator: torch.Generator) -> Tensor:
+    def sample_conditional(
+        self, cond: Conditioning, n_samples: int, generator: torch.Generator
+    ) -> Tensor:
         """Exact samples of x given its cond entries: (N, S, K, L)."""
         n = cond.batch_size
         d = self.mean.shape[0]

@@ -36,6 +36,7 @@ def write_text_atomic(text: str, path: Path) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports and configs are meant to be read
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -25,9 +25,13 @@ def _quantiles(text: str) -> tuple[float, ...]:
     try:
         levels = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"quantiles must be numbers like 0.05,0.5,0.95; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"quantiles must be numbers like 0.05,0.5,0.95; got {text!r}"
+        ) from None
     if not levels or any(not 0.0 < q < 1.0 for q in levels):
-        raise argparse.ArgumentTypeError(f"quantiles must lie strictly between 0 and 1; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"quantiles must lie strictly between 0 and 1; got {text!r}"
+        )
     return levels
 
 
@@ -57,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="synthetic data end to end: train, impute, metrics vs oracle, plot")
+    p = sub.add_parser(
+        "demo", help="synthetic data end to end: train, impute, metrics vs oracle, plot"
+    )
     p.add_argument("--output", type=Path, default=Path("runs/demo"))
     p.add_argument("--epochs", type=_positive, default=None)
     p.add_argument("--no-tracking", action="store_true")
@@ -66,8 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", type=Path, help="TOML experiment config (see pipelines/)")
     src.add_argument("--data", type=Path, help="your own CSV or parquet file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config entry, e.g. --set train.epochs=10 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config entry, e.g. --set train.epochs=10 (repeatable)",
+    )
     p.add_argument("--time-column", help="own data: the time column (default: detected)")
     p.add_argument("--window", type=_positive, help="own data: window length in steps")
     p.add_argument("--epochs", type=_positive)
@@ -94,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tracking", action="store_true")
     _add_sampling(p)
 
+    from csdi.forecast_cli import add_forecast_parser
+    from csdi.report_cli import add_baselines_parser, add_report_parser
+
+    add_forecast_parser(sub)
+    add_baselines_parser(sub)
+    add_report_parser(sub)
+
     p = sub.add_parser("data", help="benchmark datasets: list or verify")
     p.add_argument("action", choices=["list", "verify"])
     p.add_argument("--data-dir", type=Path, help="default: $CSDI_DATA_DIR or data/raw")
@@ -104,7 +122,10 @@ def _sampling_from_args(base: SamplingConfig, args: argparse.Namespace) -> Sampl
     from dataclasses import replace
 
     overrides = {
-        "n_samples": args.samples, "sampler": args.sampler, "steps": args.steps, "seed": args.seed,
+        "n_samples": args.samples,
+        "sampler": args.sampler,
+        "steps": args.steps,
+        "seed": args.seed,
         "chunk_size": getattr(args, "chunk_size", None),
     }
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -133,8 +154,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     imputer = train_experiment(cfg, resume=args.resume, track=not args.no_tracking)
     h = imputer.history
     assert h is not None
-    print(f"trained {h.epochs[-1] if h.epochs else 0} epochs in {h.seconds[-1] if h.seconds else 0:.0f} s; "
-          f"best validation loss {h.best_valid:.4f} at epoch {h.best_epoch}; model in {cfg.output_dir}")
+    print(
+        f"trained {h.epochs[-1] if h.epochs else 0} epochs in "
+        f"{h.seconds[-1] if h.seconds else 0:.0f} s; best validation loss {h.best_valid:.4f} "
+        f"at epoch {h.best_epoch}; model in {cfg.output_dir}"
+    )
 
 
 def cmd_impute(args: argparse.Namespace) -> None:
@@ -146,12 +170,19 @@ def cmd_impute(args: argparse.Namespace) -> None:
     if args.device:
         from dataclasses import replace
 
-        imputer.config = replace(imputer.config, train=replace(imputer.config.train, device=args.device))
+        imputer.config = replace(
+            imputer.config, train=replace(imputer.config.train, device=args.device)
+        )
     frame = read_table(args.input, time_column=args.time_column or imputer.config.data.time_column)
     s = imputer.config.sampling
     result = imputer.impute(
-        frame, n_samples=args.samples or s.n_samples, sampler=args.sampler, steps=args.steps,
-        seed=args.seed, quantiles=args.quantiles, progress=True,
+        frame,
+        n_samples=args.samples or s.n_samples,
+        sampler=args.sampler,
+        steps=args.steps,
+        seed=args.seed,
+        quantiles=args.quantiles,
+        progress=True,
     )
     names = list(imputer.feature_names)
     out = imputation_frame(result, frame.index, names)
@@ -164,8 +195,10 @@ def cmd_impute(args: argparse.Namespace) -> None:
             time=np.asarray(frame.index.astype(str)),
         )
     n_missing = int(np.isnan(frame[names].to_numpy(dtype=float)).sum())
-    print(f"imputed {n_missing} missing values with {result.samples.shape[1]} samples "
-          f"in {result.seconds:.1f} s → {args.output}")
+    print(
+        f"imputed {n_missing} missing values with {result.samples.shape[1]} samples "
+        f"in {result.seconds:.1f} s → {args.output}"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -174,14 +207,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     base = Imputer.load(args.model).config.sampling
     record = evaluate_model(
-        args.model, sampling=_sampling_from_args(base, args), max_windows=args.max_windows,
-        reports_dir=args.reports, track=not args.no_tracking, weights=args.weights,
+        args.model,
+        sampling=_sampling_from_args(base, args),
+        max_windows=args.max_windows,
+        reports_dir=args.reports,
+        track=not args.no_tracking,
+        weights=args.weights,
         command=shlex.join(["csdi", *sys.argv[1:]]),
     )
     m = record["metrics"]
     print(" ".join(f"{k}={v:.4f}" for k, v in m.items()))
-    print(f"{record['n_samples']} samples, {record['sampler']} {record['steps']} steps, "
-          f"{record['impute_seconds']:.0f} s; record appended to {args.reports}")
+    print(
+        f"{record['n_samples']} samples, {record['sampler']} {record['steps']} steps, "
+        f"{record['impute_seconds']:.0f} s; record appended to {args.reports}"
+    )
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -209,14 +248,39 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(args.output, epochs=args.epochs, track=not args.no_tracking)
 
 
-COMMANDS = {"train": cmd_train, "impute": cmd_impute, "evaluate": cmd_evaluate,
-            "data": cmd_data, "demo": cmd_demo}
+def cmd_forecast(args: argparse.Namespace) -> None:
+    from csdi.forecast_cli import cmd_forecast as run
+
+    run(args)
+
+
+def cmd_baselines(args: argparse.Namespace) -> None:
+    from csdi.report_cli import cmd_baselines as run
+
+    run(args)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from csdi.report_cli import cmd_report as run
+
+    run(args)
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "impute": cmd_impute,
+    "evaluate": cmd_evaluate,
+    "forecast": cmd_forecast,
+    "baselines": cmd_baselines,
+    "report": cmd_report,
+    "data": cmd_data,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(message)s")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     for noisy in ("mlflow", "alembic", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from csdi import checkpoint
@@ -82,6 +82,23 @@ class History:
     best_valid: float = math.inf
 
 
+def ema_with_warmup(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
+    """EMA update with the decay warmed up as min(decay, (1 + n)/(10 + n)) after n updates.
+
+    A fixed decay of 0.999 keeps ≈ 0.999ⁿ of the first weights for n steps: still 25 % after
+    1400 steps, which spoils the EMA of any short run; the warm-up tracks the model early and
+    reaches `decay` after ≈ 9/(1 − decay) steps (as in common EMA implementations).
+    """
+
+    @torch.no_grad()
+    def update(ema: list[Tensor], current: list[Tensor], n_averaged: Tensor) -> None:
+        n = float(n_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(ema, current, 1.0 - d)
+
+    return update
+
+
 def _lr_lambda(epochs: int, milestones: tuple[float, ...]) -> Callable[[int], float]:
     marks = [int(m * epochs) for m in milestones]
     return lambda epoch: 0.1 ** sum(epoch >= m for m in marks)
@@ -118,7 +135,7 @@ class Trainer:
             self.optimizer, _lr_lambda(train_cfg.epochs, train_cfg.lr_milestones)
         )
         self.ema = AveragedModel(
-            network, multi_avg_fn=get_ema_multi_avg_fn(train_cfg.ema_decay), use_buffers=True
+            network, multi_avg_fn=ema_with_warmup(train_cfg.ema_decay), use_buffers=True
         )
         self.generator = torch.Generator(device=device).manual_seed(train_cfg.seed)
         self.epoch = 0

@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--max-windows", type=_positive, help="evaluate only the first N test windows")
     p.add_argument("--chunk-size", type=_positive, help="rows per network call")
+    p.add_argument("--eta", type=float, help="ddim only: 0 deterministic, 1 ancestral-like")
     p.add_argument("--weights", type=Path, help="a weights file of the model (e.g. a snapshot)")
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument("--no-tracking", action="store_true")
@@ -127,6 +128,7 @@ def _sampling_from_args(base: SamplingConfig, args: argparse.Namespace) -> Sampl
         "steps": args.steps,
         "seed": args.seed,
         "chunk_size": getattr(args, "chunk_size", None),
+        "eta": getattr(args, "eta", None),
     }
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 

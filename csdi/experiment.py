@@ -237,6 +237,7 @@ def evaluate_model(
         device=device_description(str(imputer.device)),
         command=command,
         network_calls=calls,
+        eta=sampling.eta if sampling.sampler == "ddim" else None,
         model_dir=str(model_dir),
         weights=str(weights) if weights is not None else "model.pt",
         units=splits.units,

@@ -82,7 +82,10 @@ class History:
     best_valid: float = math.inf
 
 
-def ema_with_warmup(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor], None]:
+ParamList = tuple[Tensor, ...] | list[Tensor]
+
+
+def ema_with_warmup(decay: float) -> Callable[[ParamList, ParamList, Tensor | int], None]:
     """EMA update with the decay warmed up as min(decay, (1 + n)/(10 + n)) after n updates.
 
     A fixed decay of 0.999 keeps ≈ 0.999ⁿ of the first weights for n steps: still 25 % after
@@ -91,7 +94,7 @@ def ema_with_warmup(decay: float) -> Callable[[list[Tensor], list[Tensor], Tenso
     """
 
     @torch.no_grad()
-    def update(ema: list[Tensor], current: list[Tensor], n_averaged: Tensor) -> None:
+    def update(ema: ParamList, current: ParamList, n_averaged: Tensor | int) -> None:
         n = float(n_averaged)
         d = min(decay, (1.0 + n) / (10.0 + n))
         torch._foreach_lerp_(ema, current, 1.0 - d)

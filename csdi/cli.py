@@ -13,44 +13,13 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from csdi.config import SamplingConfig
+from csdi.cli_args import add_sampling_options, positive_int, quantile_levels
 
 log = logging.getLogger("csdi")
-
-
-def _quantiles(text: str) -> tuple[float, ...]:
-    try:
-        levels = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"quantiles must be numbers like 0.05,0.5,0.95; got {text!r}"
-        ) from None
-    if not levels or any(not 0.0 < q < 1.0 for q in levels):
-        raise argparse.ArgumentTypeError(
-            f"quantiles must lie strictly between 0 and 1; got {text!r}"
-        )
-    return levels
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
-    return value
-
-
-def _add_sampling(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--samples", type=_positive, help="samples per window (default: the model's)")
-    p.add_argument("--sampler", choices=["ancestral", "sde", "ode", "ddim"])
-    p.add_argument("--steps", type=_positive, help="sampler steps")
-    p.add_argument("--seed", type=int, help="sampling seed")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="default: the model's")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="synthetic data end to end: train, impute, metrics vs oracle, plot"
     )
     p.add_argument("--output", type=Path, default=Path("runs/demo"))
-    p.add_argument("--epochs", type=_positive, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--no-tracking", action="store_true")
 
     p = sub.add_parser("train", help="train from a config file, or on your own CSV/parquet file")
@@ -80,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config entry, e.g. --set train.epochs=10 (repeatable)",
     )
     p.add_argument("--time-column", help="own data: the time column (default: detected)")
-    p.add_argument("--window", type=_positive, help="own data: window length in steps")
-    p.add_argument("--epochs", type=_positive)
+    p.add_argument("--window", type=positive_int, help="own data: window length in steps")
+    p.add_argument("--epochs", type=positive_int)
     p.add_argument("--output", type=Path, help="model directory (default: the config's)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"])
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
@@ -91,20 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--input", type=Path, required=True)
     p.add_argument("--output", type=Path, required=True, help="CSV with medians and quantiles")
-    p.add_argument("--quantiles", type=_quantiles, default=(0.05, 0.5, 0.95))
+    p.add_argument("--quantiles", type=quantile_levels, default=(0.05, 0.5, 0.95))
     p.add_argument("--samples-output", type=Path, help="also write all samples (S, T, K) to .npz")
     p.add_argument("--time-column")
-    _add_sampling(p)
+    add_sampling_options(p)
 
     p = sub.add_parser("evaluate", help="the model's dataset test protocol → metrics.json")
     p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--max-windows", type=_positive, help="evaluate only the first N test windows")
-    p.add_argument("--chunk-size", type=_positive, help="rows per network call")
+    p.add_argument(
+        "--max-windows", type=positive_int, help="evaluate only the first N test windows"
+    )
+    p.add_argument("--chunk-size", type=positive_int, help="rows per network call")
     p.add_argument("--eta", type=float, help="ddim only: 0 deterministic, 1 ancestral-like")
     p.add_argument("--weights", type=Path, help="a weights file of the model (e.g. a snapshot)")
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument("--no-tracking", action="store_true")
-    _add_sampling(p)
+    add_sampling_options(p)
 
     from csdi.forecast_cli import add_forecast_parser
     from csdi.report_cli import add_baselines_parser, add_report_parser
@@ -119,10 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sampling_from_args(base: SamplingConfig, args: argparse.Namespace) -> SamplingConfig:
-    from dataclasses import replace
-
-    overrides = {
+def _sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The SamplingConfig fields given on the command line."""
+    given = {
         "n_samples": args.samples,
         "sampler": args.sampler,
         "steps": args.steps,
@@ -130,7 +100,7 @@ def _sampling_from_args(base: SamplingConfig, args: argparse.Namespace) -> Sampl
         "chunk_size": getattr(args, "chunk_size", None),
         "eta": getattr(args, "eta", None),
     }
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -205,16 +175,15 @@ def cmd_impute(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from csdi.experiment import evaluate_model
-    from csdi.imputer import Imputer
 
-    base = Imputer.load(args.model).config.sampling
     record = evaluate_model(
         args.model,
-        sampling=_sampling_from_args(base, args),
+        sampling_overrides=_sampling_overrides(args),
         max_windows=args.max_windows,
         reports_dir=args.reports,
         track=not args.no_tracking,
         weights=args.weights,
+        device=args.device,
         command=shlex.join(["csdi", *sys.argv[1:]]),
     )
     m = record["metrics"]

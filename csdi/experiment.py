@@ -11,14 +11,14 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from csdi import checkpoint
 from csdi import metrics as M
 from csdi.checkpoint import write_text_atomic
-from csdi.config import DataConfig, ExperimentConfig, SamplingConfig, flatten, to_dict
+from csdi.config import DataConfig, ExperimentConfig, flatten, to_dict
 from csdi.data.scaling import Scaler, fit_scaler
 from csdi.data.synthetic import SyntheticData, make_synthetic
 from csdi.data.windows import WindowSet
@@ -195,7 +195,7 @@ def train_experiment(
 def evaluate_model(
     model_dir: Path,
     *,
-    sampling: SamplingConfig | None = None,
+    sampling_overrides: dict[str, Any] | None = None,
     max_windows: int | None = None,
     directory: Path | None = None,
     reports_dir: Path | None = Path("reports"),
@@ -203,13 +203,18 @@ def evaluate_model(
     progress: bool = True,
     command: str | None = None,
     weights: Path | None = None,
+    device: Literal["cpu", "cuda", "auto"] | None = None,
 ) -> dict[str, Any]:
     """Sample the test windows of the model's own protocol, write metrics.json and a record.
 
+    `sampling_overrides`: SamplingConfig fields that replace the model's own (n_samples, …).
+
     `weights`: evaluate a training snapshot of the model instead of its best weights."""
     imputer = Imputer.load(model_dir, weights)
+    if device is not None:
+        imputer.config = replace(imputer.config, train=replace(imputer.config.train, device=device))
     cfg = imputer.config
-    sampling = sampling or cfg.sampling
+    sampling = replace(cfg.sampling, **(sampling_overrides or {}))
     splits = load_splits(cfg.data, directory)
     if splits.test is None:
         raise ValueError(f"dataset {cfg.data.dataset!r} has no test protocol to evaluate on")

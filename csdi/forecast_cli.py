@@ -13,20 +13,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from csdi.cli_args import add_sampling_options, positive_int, quantile_levels
+
 
 def add_forecast_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the `forecast` command to the CLI's subparsers; returns its parser."""
-    from csdi.cli import _add_sampling, _positive, _quantiles  # the CLI's shared option types
-
     p = subparsers.add_parser("forecast", help="forecast the next H rows of a CSV/parquet file")
     p.add_argument("--model", type=Path, required=True, help="a forecasting model directory")
     p.add_argument("--input", type=Path, required=True, help="the history (rows = time)")
-    p.add_argument("--horizon", type=_positive, required=True, help="rows to forecast")
+    p.add_argument("--horizon", type=positive_int, required=True, help="rows to forecast")
     p.add_argument("--output", type=Path, required=True, help="CSV with medians and quantiles")
-    p.add_argument("--quantiles", type=_quantiles, default=(0.05, 0.5, 0.95))
+    p.add_argument("--quantiles", type=quantile_levels, default=(0.05, 0.5, 0.95))
     p.add_argument("--samples-output", type=Path, help="also write all samples (S, H, K) to .npz")
     p.add_argument("--time-column")
-    _add_sampling(p)
+    add_sampling_options(p)
     return p
 
 
@@ -54,6 +54,7 @@ def cmd_forecast(args: argparse.Namespace) -> None:
     from csdi.checkpoint import write_text_atomic
     from csdi.data.tabular import read_table
     from csdi.forecaster import Forecaster
+    from csdi.imputer import quantile_frame
 
     forecaster = Forecaster.load(args.model)
     if args.device:
@@ -76,10 +77,7 @@ def cmd_forecast(args: argparse.Namespace) -> None:
     )
     names = list(forecaster.imputer.feature_names)
     index = future_index(frame.index, args.horizon)
-    out = pd.DataFrame(result.median[0], index=index, columns=names)
-    for level, q in zip(result.levels, result.quantiles, strict=True):
-        for k, name in enumerate(names):
-            out[f"{name}_q{level:g}"] = q[0, :, k]
+    out = quantile_frame(result.median[0], result.quantiles[:, 0], result.levels, index, names)
     write_text_atomic(out.to_csv(index_label=frame.index.name or "time"), args.output)
     if args.samples_output is not None:
         np.savez_compressed(

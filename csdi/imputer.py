@@ -49,14 +49,25 @@ class Imputation:
     network_calls: int
 
 
-def imputation_frame(result: Imputation, index: pd.Index, names: list[str]) -> pd.DataFrame:
-    """A one-series imputation as a frame: medians under the feature names (observed values
-    untouched), then one column `<feature>_q<level>` per quantile level."""
-    out = pd.DataFrame(result.median[0], index=index, columns=names)
-    for level, q in zip(result.levels, result.quantiles, strict=True):
+def quantile_frame(
+    median: np.ndarray,
+    quantiles: np.ndarray,
+    levels: tuple[float, ...],
+    index: pd.Index,
+    names: list[str],
+) -> pd.DataFrame:
+    """One series' summary as a frame: the median (T, K) under the feature names, then one
+    column `<feature>_q<level>` per level of quantiles (Q, T, K)."""
+    out = pd.DataFrame(median, index=index, columns=names)
+    for level, q in zip(levels, quantiles, strict=True):
         for k, name in enumerate(names):
-            out[f"{name}_q{level:g}"] = q[0, :, k]
+            out[f"{name}_q{level:g}"] = q[:, k]
     return out
+
+
+def imputation_frame(result: Imputation, index: pd.Index, names: list[str]) -> pd.DataFrame:
+    """A one-series imputation as a frame (observed values untouched), see `quantile_frame`."""
+    return quantile_frame(result.median[0], result.quantiles[:, 0], result.levels, index, names)
 
 
 def windows_from_array(

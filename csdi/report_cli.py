@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from csdi.cli_args import positive_int
+
 
 def _methods(text: str) -> tuple[str, ...]:
     from csdi.baselines import BASELINES
@@ -39,16 +41,6 @@ def _option(text: str) -> tuple[str, str, int | float]:
             f"option must look like METHOD.NAME=NUMBER (e.g. iterative.max_iter=3); got {text!r}"
         )
     return method, name, int(number) if number.is_integer() else number
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
-    return value
 
 
 def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -100,7 +92,7 @@ def add_baselines_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p.add_argument(
         "--methods", type=_methods, default=("mean", "locf", "linear", "knn", "iterative")
     )
-    p.add_argument("--samples", type=_positive, default=100, help="samples per window")
+    p.add_argument("--samples", type=positive_int, default=100, help="samples per window")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--option",
@@ -115,7 +107,7 @@ def add_baselines_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
         type=int,
         help="training windows the baselines see (first N; 0: none; default: all)",
     )
-    p.add_argument("--max-windows", type=_positive, help="only the first N test windows")
+    p.add_argument("--max-windows", type=positive_int, help="only the first N test windows")
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument(
         "--samples-output",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -188,3 +189,41 @@ def test_nothing_saved_is_lost_when_impute_fails(trained, tmp_path, capsys) -> N
     )
     assert existing.read_text() == "precious\n"
     assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before
+
+
+def test_train_and_evaluate_a_config(tmp_path, capsys, monkeypatch) -> None:
+    """`csdi train --config` then `csdi evaluate`: metrics.json and one appended record."""
+    monkeypatch.chdir(tmp_path)
+    sets = [a for s in TINY for a in ("--set", s)]
+    sets += ["--set", "data.n_windows=120", "--set", "data.window=12"]
+    model = tmp_path / "synthetic"
+    config = Path(__file__).resolve().parents[1] / "pipelines" / "synthetic.toml"
+    argv = ["train", "--config", str(config), "--output", str(model), "--no-tracking", *sets]
+    assert main(argv) == 0
+    argv = [
+        "evaluate",
+        "--model",
+        str(model),
+        "--max-windows",
+        "3",
+        "--samples",
+        "3",
+        "--sampler",
+        "ddim",
+        "--steps",
+        "3",
+        "--eta",
+        "0",
+        "--reports",
+        str(tmp_path / "r"),
+        "--no-tracking",
+    ]
+    assert main(argv) == 0
+    record = json.loads((model / "metrics.json").read_text())
+    assert record["sampler"] == "ddim" and record["eta"] == 0 and record["n_samples"] == 3
+    assert record["protocol"]["n_windows"] == 3 and record["epochs"] == 2
+    assert {"crps", "crps_exact", "mae", "rmse", "coverage_50", "coverage_90"} <= set(
+        record["metrics"]
+    )
+    stored = json.loads((tmp_path / "r" / "synthetic" / "results.json").read_text())
+    assert stored == [record]

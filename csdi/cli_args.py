@@ -1,0 +1,39 @@
+"""Argument types and option groups shared by the `csdi` commands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def quantile_levels(text: str) -> tuple[float, ...]:
+    """'0.05,0.5,0.95' → (0.05, 0.5, 0.95), each strictly inside (0, 1)."""
+    try:
+        levels = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"quantiles must be numbers like 0.05,0.5,0.95; got {text!r}"
+        ) from None
+    if not levels or any(not 0.0 < q < 1.0 for q in levels):
+        raise argparse.ArgumentTypeError(
+            f"quantiles must lie strictly between 0 and 1; got {text!r}"
+        )
+    return levels
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
+    return value
+
+
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """--samples, --sampler, --steps, --seed, --device (each defaults to the model's)."""
+    p.add_argument("--samples", type=positive_int, help="samples per window (default: the model's)")
+    p.add_argument("--sampler", choices=["ancestral", "sde", "ode", "ddim"])
+    p.add_argument("--steps", type=positive_int, help="sampler steps")
+    p.add_argument("--seed", type=int, help="sampling seed")
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="default: the model's")

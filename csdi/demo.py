@@ -31,16 +31,16 @@ DEMO_OVERRIDES = [
     "data.window=24",
     "data.n_windows=1500",
     "data.missing_ratio=0.5",
-    "train.epochs=25",
+    "train.epochs=20",
     "train.batch_size=32",
     "train.lr_milestones=0.6,0.85",
     "train.ema_decay=0.995",
     "train.device=auto",
-    "sampling.n_samples=50",
+    "sampling.n_samples=30",
     "sampling.sampler=ancestral",
     "sampling.steps=50",
 ]
-N_TEST = 120  # test windows imputed by the demo
+N_TEST = 40  # test windows imputed by the demo (× 30 samples × 50 steps: the costly part)
 
 
 def demo_config(

@@ -29,9 +29,23 @@ class SampleResult:
     network_calls: int
 
 
-def windows_per_batch(n_samples: int, chunk_size: int | None, default_rows: int = 1600) -> int:
-    """How many windows to sample together: all S samples of a window are always in one batch."""
-    rows = chunk_size if chunk_size is not None else default_rows
+TOKENS_PER_CHUNK = 65_536  # rows × K × L per network call when no chunk size is given
+
+
+def chunk_rows(chunk_size: int | None, n_features: int, length: int) -> int:
+    """Rows per network call: `chunk_size`, else about TOKENS_PER_CHUNK entries.
+
+    Bigger calls are not faster per window on a CPU: per-token cost grows with the batch once
+    activations outgrow the caches (measured here: 33 µs/token at 9 k tokens, 66 at 230 k, for
+    K = 6, L = 24; CSDI's own PhysioNet forward is 2.2× slower per window at batch 160 than 16).
+    """
+    if chunk_size is not None:
+        return chunk_size
+    return max(1, TOKENS_PER_CHUNK // (n_features * length))
+
+
+def windows_per_batch(n_samples: int, rows: int) -> int:
+    """How many windows to sample together so that their B·S rows fit `rows` (at least one)."""
     return max(1, rows // max(n_samples, 1))
 
 
@@ -55,14 +69,13 @@ def sample_windows(
     network.eval()
     n = values.shape[0]
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    per_batch = windows_per_batch(cfg.n_samples, cfg.chunk_size)
+    rows = chunk_rows(cfg.chunk_size, values.shape[2], values.shape[1])
+    per_batch = windows_per_batch(cfg.n_samples, rows)
     calls = 0
     # side-information projections depend on cond only: computed once per batch, not per step
     predictor = network.cached() if isinstance(network, ScoreNetwork) else network
     # windows are batched so that B·S rows fit a chunk; the sampler chunks only if S alone is more
-    inner_chunk = (
-        cfg.chunk_size if cfg.chunk_size is not None and cfg.n_samples > cfg.chunk_size else None
-    )
+    inner_chunk = rows if cfg.n_samples > rows else None
 
     def count_calls(z_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         nonlocal calls

@@ -28,7 +28,7 @@ from csdi import metrics as M
 from csdi.config import SamplingConfig
 from csdi.experiment import load_splits
 from csdi.imputer import Imputer
-from csdi.inference import windows_per_batch
+from csdi.inference import chunk_rows, windows_per_batch
 from csdi.results import git_commit
 
 # (sampler, steps, eta): eta only for ddim (1 = the ancestral update on a coarser grid)
@@ -74,7 +74,11 @@ def main(argv: list[str] | None = None) -> None:
         samples, _, calls = imputer.sample_normalised(test, cfg)
         seconds = time.perf_counter() - start
         m = M.evaluate(samples, test.values, test.targets)
-        batches = math.ceil(len(test) / windows_per_batch(cfg.n_samples, cfg.chunk_size))
+        k, length = test.values.shape[2], test.values.shape[1]
+        rows = chunk_rows(cfg.chunk_size, k, length)
+        batches = math.ceil(len(test) / windows_per_batch(cfg.n_samples, rows))
+        # calls per batch = NFE × ⌈rows in the batch / rows per call⌉ (> 1 only when S > rows)
+        calls = calls / math.ceil(cfg.n_samples / rows) if cfg.n_samples > rows else calls
         per_window_sample = seconds / (len(test) * args.samples)
         rows.append(
             {

@@ -254,8 +254,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     for noisy in ("alembic", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # MLflow's notes on pickled pyfunc models and signatures are not the user's business
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
     try:
         COMMANDS[args.command](args)

@@ -52,6 +52,8 @@ class Tracker:
             import mlflow  # slow import: only when tracking is on
 
             logging.getLogger("alembic").setLevel(logging.WARNING)
+            # mlflow sets its own level on import; its notes on pickled models are noise here
+            logging.getLogger("mlflow").setLevel(logging.ERROR)
             mlflow.set_tracking_uri(tracking_uri())
             mlflow.set_experiment(self.experiment)
             active = mlflow.start_run(run_name=self.run_name)

@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--chunk-size", type=positive_int, help="rows per network call")
     p.add_argument("--eta", type=float, help="ddim only: 0 deterministic, 1 ancestral-like")
+    p.add_argument("--samples-output", type=Path, help="write the first 8 windows' samples (.npz)")
     p.add_argument("--weights", type=Path, help="a weights file of the model (e.g. a snapshot)")
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument("--no-tracking", action="store_true")
@@ -184,6 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         track=not args.no_tracking,
         weights=args.weights,
         device=args.device,
+        samples_output=args.samples_output,
         command=shlex.join(["csdi", *sys.argv[1:]]),
     )
     m = record["metrics"]

@@ -24,7 +24,7 @@ from csdi import metrics as M
 from csdi.baselines import BASELINES, run_baseline
 from csdi.config import DataConfig, to_dict
 from csdi.data.windows import WindowSet
-from csdi.experiment import Splits, load_splits
+from csdi.experiment import Splits, load_splits, metric_scale
 from csdi.results import append_record, device_description, make_record
 from csdi.tracking import Tracker
 
@@ -42,13 +42,6 @@ def visible_values(windows: WindowSet) -> np.ndarray:
     """
     visible = windows.observed if windows.cond is None else windows.observed & windows.cond
     return np.where(visible, windows.values.astype(np.float64), np.nan)
-
-
-def metric_scale(splits: Splits) -> tuple[np.ndarray | float, np.ndarray | float]:
-    """(mean, std) that `csdi.metrics.evaluate` un-scales by: identity for normalised units."""
-    if splits.units == "normalised":
-        return 0.0, 1.0
-    return splits.scaler.mean, splits.scaler.std
 
 
 def save_window_samples(

@@ -42,6 +42,13 @@ class Splits:
     patterns: np.ndarray | None = None  # (P, L, K) bool historical masks for training (pm25)
 
 
+def metric_scale(splits: Splits) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """(mean, std) that `csdi.metrics.evaluate` un-scales by: identity for normalised units."""
+    if splits.units == "normalised":
+        return 0.0, 1.0
+    return splits.scaler.mean, splits.scaler.std
+
+
 def data_dir(explicit: str | Path | None = None) -> Path:
     """The raw-data folder: the explicit argument, else CSDI_DATA_DIR, else data/raw."""
     return Path(explicit or os.environ.get("CSDI_DATA_DIR", "data/raw"))
@@ -204,10 +211,13 @@ def evaluate_model(
     command: str | None = None,
     weights: Path | None = None,
     device: Literal["cpu", "cuda", "auto"] | None = None,
+    samples_output: Path | None = None,
 ) -> dict[str, Any]:
     """Sample the test windows of the model's own protocol, write metrics.json and a record.
 
     `sampling_overrides`: SamplingConfig fields that replace the model's own (n_samples, …).
+    `samples_output`: also write the samples of the first 8 test windows there (.npz, the
+    format `csdi report --samples` draws bands from).
 
     `weights`: evaluate a training snapshot of the model instead of its best weights."""
     imputer = Imputer.load(model_dir, weights)
@@ -222,10 +232,12 @@ def evaluate_model(
     if max_windows is not None:
         test = test.subset(np.arange(min(max_windows, len(test))))
     samples, seconds, calls = imputer.sample_normalised(test, sampling, progress=progress)
-    scale = (0.0, 1.0) if splits.units == "normalised" else (splits.scaler.mean, splits.scaler.std)
-    result = M.evaluate(
-        samples, test.values, test.targets, scaler_mean=scale[0], scaler_std=scale[1]
-    )
+    mean, std = metric_scale(splits)
+    result = M.evaluate(samples, test.values, test.targets, scaler_mean=mean, scaler_std=std)
+    if samples_output is not None:
+        from csdi.evaluation import save_window_samples
+
+        save_window_samples(samples_output, samples[:8], test, splits, "csdi")
     history = _history(model_dir / "last.pt")
     record = make_record(
         dataset=cfg.data.dataset,

@@ -217,8 +217,12 @@ def test_train_and_evaluate_a_config(tmp_path, capsys, monkeypatch) -> None:
         "--reports",
         str(tmp_path / "r"),
         "--no-tracking",
+        "--samples-output",
+        str(tmp_path / "s.npz"),
     ]
     assert main(argv) == 0
+    with np.load(tmp_path / "s.npz") as z:
+        assert z["samples"].shape == (3, 3, 12, 6)  # (n, S, L, K): the first windows
     record = json.loads((model / "metrics.json").read_text())
     assert record["sampler"] == "ddim" and record["eta"] == 0 and record["n_samples"] == 3
     assert record["protocol"]["n_windows"] == 3 and record["epochs"] == 2

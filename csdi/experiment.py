@@ -239,6 +239,10 @@ def evaluate_model(
 
         save_window_samples(samples_output, samples[:8], test, splits, "csdi")
     history = _history(model_dir / "last.pt")
+    if weights is not None:  # a snapshot carries its own epoch and training time
+        snapshot = checkpoint.load(Path(weights))
+        if "epoch" in snapshot:
+            history = {"epochs": [snapshot["epoch"]], "seconds": [snapshot["train_seconds"]]}
     record = make_record(
         dataset=cfg.data.dataset,
         protocol={**splits.protocol, "n_windows": len(test)},

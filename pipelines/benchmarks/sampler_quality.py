@@ -75,10 +75,10 @@ def main(argv: list[str] | None = None) -> None:
         seconds = time.perf_counter() - start
         m = M.evaluate(samples, test.values, test.targets)
         k, length = test.values.shape[2], test.values.shape[1]
-        rows = chunk_rows(cfg.chunk_size, k, length)
-        batches = math.ceil(len(test) / windows_per_batch(cfg.n_samples, rows))
-        # calls per batch = NFE × ⌈rows in the batch / rows per call⌉ (> 1 only when S > rows)
-        calls = calls / math.ceil(cfg.n_samples / rows) if cfg.n_samples > rows else calls
+        per_call = chunk_rows(cfg.chunk_size, k, length)
+        batches = math.ceil(len(test) / windows_per_batch(cfg.n_samples, per_call))
+        # calls per batch = NFE × ⌈S / rows per call⌉ when S alone exceeds a call's rows
+        calls = calls / math.ceil(cfg.n_samples / per_call)
         per_window_sample = seconds / (len(test) * args.samples)
         rows.append(
             {

@@ -37,11 +37,13 @@ CONFIGS: list[tuple[str, int, float]] = [
     ("ancestral", 10, 1.0),
     ("ddim", 10, 0.0),
     ("ddim", 10, 0.5),
+    ("dpm_solver", 5, 1.0),
+    ("dpm_solver", 10, 1.0),
     ("ode", 5, 1.0),
     ("ode", 10, 1.0),
     ("sde", 10, 1.0),
 ]
-QUICK = [("ancestral", 50, 1.0), ("ddim", 10, 0.0), ("ode", 5, 1.0)]
+QUICK = [("ancestral", 50, 1.0), ("ddim", 10, 0.0), ("dpm_solver", 10, 1.0), ("ode", 5, 1.0)]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,7 +31,7 @@ D = K * L
 N_SE = 4.5  # standard errors allowed (Monte-Carlo)
 DISC = 0.06  # discretisation allowance, whitened units
 SCHEDULES = ["csdi_quad", "vp_linear", "cosine", "learned"]
-STEPS = {"ancestral": 200, "sde": 200, "ode": 50, "ddim": 100}
+STEPS = {"ancestral": 200, "sde": 200, "ode": 50, "ddim": 100, "dpm_solver": 50}
 N_SAMPLES = 2000  # per window; 2 windows → 4000 rows in one call
 
 
@@ -258,7 +258,7 @@ def test_seed_cond_entries_and_chunking(sampler: str) -> None:
 
     a, b = draw(11), draw(11)
     assert torch.equal(a, b)
-    if sampler != "ode" and not (sampler == "ddim"):
+    if sampler not in ("ode", "ddim", "dpm_solver"):
         assert not torch.equal(a, draw(12))
     mask = cond.mask.unsqueeze(1).bool().expand_as(a)  # (B, S, K, L)
     assert torch.equal(a[mask], cond.x.unsqueeze(1).expand_as(a)[mask])
@@ -272,6 +272,7 @@ NFE = {
     "ddim": lambda m: m,
     "ode": lambda m: 2 * m - 1,
     "sde": lambda m: m + 1,
+    "dpm_solver": lambda m: m,
 }
 
 
@@ -378,3 +379,21 @@ def test_chunk_size_for_budget() -> None:
     assert chunk_size_for_budget(1, 35, 48) == 1
     # a bigger budget never gives fewer rows
     assert chunk_size_for_budget(2**30, 35, 48) >= chunk_size_for_budget(2**29, 35, 48)
+
+
+def test_dpm_solver_first_step_is_ddim() -> None:
+    """DPM-Solver++(2M)'s first (first-order) update is DDIM with η = 0 (Lu et al. 2022): with
+    two grid steps only that update runs, so both give the same samples; with three, the
+    second-order correction makes them differ."""
+    schedule = get_schedule("cosine")
+    oracle = make_oracle(schedule)
+    cond = make_cond(torch.float64)
+
+    def draw(sampler: str, steps: int) -> Tensor:
+        gen = torch.Generator().manual_seed(3)
+        return sample(
+            oracle.eps, cond, schedule, sampler=sampler, steps=steps, n_samples=4, generator=gen
+        )
+
+    torch.testing.assert_close(draw("dpm_solver", 2), draw("ddim", 2), atol=1e-12, rtol=0.0)
+    assert not torch.allclose(draw("dpm_solver", 3), draw("ddim", 3), atol=1e-6)

@@ -70,6 +70,20 @@ def _eps(eps_model: NoisePredictor, z: Tensor, t: Tensor, cond: Conditioning) ->
     return eps_model(z, t.to(z.dtype).expand(z.shape[0]), cond)
 
 
+def _last_x0(
+    eps_model: NoisePredictor,
+    z: Tensor,
+    ts: Tensor,
+    cond: Conditioning,
+    alpha: list[float],
+    sigma: list[float],
+) -> Tensor:
+    """The final call of a sampler: x̂₀ at the last grid point before t = 0, cond entries clean."""
+    m = len(ts) - 1
+    eps = _eps(eps_model, z, ts[m - 1], cond)
+    return _merge(cond, _x0(z, eps, alpha[m - 1], sigma[m - 1]))
+
+
 @torch.no_grad()
 def ancestral(
     eps_model: NoisePredictor,
@@ -95,8 +109,7 @@ def ancestral(
         c = -math.expm1(float(gamma[i + 1] - gamma[i]))
         z = torch.add(z, eps, alpha=-c * sigma[i]).mul_(alpha[i + 1] / alpha[i])  # posterior mean
         z.add_(_randn(z, generator), alpha=math.sqrt(c) * sigma[i + 1]).mul_(tmask)
-    eps = _eps(eps_model, z, ts[m - 1], cond)
-    return _merge(cond, _x0(z, eps, alpha[m - 1], sigma[m - 1]))
+    return _last_x0(eps_model, z, ts, cond, alpha, sigma)
 
 
 @torch.no_grad()
@@ -132,8 +145,7 @@ def ddim(
         if var > 0.0:
             z.add_(_randn(z, generator), alpha=math.sqrt(var))
         z.mul_(tmask)
-    eps = _eps(eps_model, z, ts[m - 1], cond)
-    return _merge(cond, _x0(z, eps, alpha[m - 1], sigma[m - 1]))
+    return _last_x0(eps_model, z, ts, cond, alpha, sigma)
 
 
 @torch.no_grad()
@@ -279,8 +291,7 @@ def dpm_solver(
         z = torch.add(z * (sigma[i + 1] / sigma[i]), d, alpha=-alpha[i + 1] * math.expm1(-h))
         z.mul_(tmask)
         prev_x0, h_prev = x0, h
-    eps = _eps(eps_model, z, ts[m - 1], cond)
-    return _merge(cond, _x0(z, eps, alpha[m - 1], sigma[m - 1]))
+    return _last_x0(eps_model, z, ts, cond, alpha, sigma)
 
 
 SAMPLERS: Final[dict[str, SamplerFn]] = {

@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="benchmark datasets: list or verify")
     p.add_argument("action", choices=["list", "verify"])
+    p.add_argument("names", nargs="*", help="verify only these (e.g. etth1 pm25); default: all")
     p.add_argument("--data-dir", type=Path, help="default: $CSDI_DATA_DIR or data/raw")
     return parser
 
@@ -97,6 +98,7 @@ def _sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "n_samples": args.samples,
         "sampler": args.sampler,
         "steps": args.steps,
+        "time_grid": getattr(args, "time_grid", None),
         "seed": args.seed,
         "chunk_size": getattr(args, "chunk_size", None),
         "eta": getattr(args, "eta", None),
@@ -204,10 +206,12 @@ def cmd_data(args: argparse.Namespace) -> None:
     if args.action == "list":
         for name, ds in DATASETS.items():
             print(f"{name}: {ds.description}\n  protocol: {ds.protocol}")
+            if ds.loaded_as:
+                print(f"  config: data.dataset = {' | '.join(ds.loaded_as)}")
             for f in ds.files:
                 print(f"  {directory / f.path}")
         return
-    problems = verify(directory)
+    problems = verify(directory, args.names or None)
     for line in problems:
         print(line)
     if problems:

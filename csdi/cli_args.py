@@ -31,9 +31,14 @@ def positive_int(text: str) -> int:
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
-    """--samples, --sampler, --steps, --seed, --device (each defaults to the model's)."""
+    """--samples, --sampler, --steps, --time-grid, --seed, --device (default: the model's)."""
     p.add_argument("--samples", type=positive_int, help="samples per window (default: the model's)")
     p.add_argument("--sampler", choices=["ancestral", "sde", "ode", "ddim", "dpm_solver"])
     p.add_argument("--steps", type=positive_int, help="sampler steps")
+    p.add_argument(
+        "--time-grid",
+        choices=["uniform", "quadratic", "logsnr"],
+        help="sampler time grid (logsnr: uniform in log-SNR, for few-step samplers)",
+    )
     p.add_argument("--seed", type=int, help="sampling seed")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="default: the model's")

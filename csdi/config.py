@@ -93,6 +93,7 @@ class SamplingConfig:
     chunk_size: int | None = None
     seed: int = 0
     eta: float = 1.0  # ddim only
+    time_grid: Literal["uniform", "quadratic", "logsnr"] = "uniform"  # samplers.make_time_grid
 
 
 @dataclass(frozen=True)

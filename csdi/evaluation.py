@@ -89,7 +89,8 @@ def evaluate_baseline(
     """Run baseline ``name`` on the test windows of ``data_cfg``'s protocol; one results record.
 
     ``benchmark`` names the results file and MLflow experiment (default: the dataset name);
-    ``options`` are the baseline's own keywords (`csdi.baselines.run_baseline`);
+    ``options`` are the baseline's own keywords (`csdi.baselines.run_baseline`; seasonal_naive
+    takes its horizon from a forecasting protocol);
     ``train_windows`` limits the training windows the baseline sees to the first N (0: none, the
     baseline then fits on the test windows' visible values alone; None: all), for the costly
     regression imputers;
@@ -108,6 +109,9 @@ def evaluate_baseline(
     train = splits.train
     if train_windows is not None:
         train = train.subset(np.arange(min(train_windows, len(train))))
+    options = dict(options or {})
+    if name == "seasonal_naive" and "horizon" in splits.protocol:
+        options.setdefault("horizon", int(splits.protocol["horizon"]))  # the protocol's own
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     samples = run_baseline(
@@ -116,7 +120,7 @@ def evaluate_baseline(
         n_samples=n_samples,
         rng=rng,
         train_values=visible_values(train) if len(train) else None,
-        **(options or {}),
+        **options,
     )  # (N, S, L, K)
     seconds = time.perf_counter() - start
     mean, std = metric_scale(splits)
@@ -137,7 +141,7 @@ def evaluate_baseline(
         command=command or shlex.join(["csdi", *sys.argv[1:]]),
         units=splits.units,
         deterministic=name in DETERMINISTIC,
-        options=dict(options or {}),
+        options=options,
         train_windows=len(train),
     )
     if samples_output is not None:

@@ -259,6 +259,7 @@ def evaluate_model(
         command=command,
         network_calls=calls,
         eta=sampling.eta if sampling.sampler == "ddim" else None,
+        time_grid=sampling.time_grid,
         model_dir=str(model_dir),
         weights=str(weights) if weights is not None else "model.pt",
         units=splits.units,

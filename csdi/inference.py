@@ -105,6 +105,7 @@ def sample_windows(
             n_samples=cfg.n_samples,
             generator=generator,
             chunk_size=inner_chunk,
+            time_grid=cfg.time_grid,
             **options,
         )  # (B, S, K, L)
         out[lo:hi] = draws.transpose(-1, -2).cpu().numpy()  # (B, S, L, K)

@@ -251,18 +251,28 @@ def coverage_90(samples: Any, target: Any, mask: Any) -> float:
     return coverage(samples, target, mask, 0.9)
 
 
-def energy_score(samples: Any, target: Any, mask: Any | None = None) -> float:
+def energy_score(
+    samples: Any,
+    target: Any,
+    mask: Any | None = None,
+    *,
+    scaler_mean: Any = 0.0,
+    scaler_std: Any = 1.0,
+) -> float:
     """Fair energy score (β = 1) per window, averaged over windows (Gneiting & Raftery 2007).
 
     ``ES = (1/S) Σ_i ‖X_i − y‖ − Σ_{i≠j} ‖X_i − X_j‖ / (2S(S − 1))`` with each window's (L, K)
-    values, restricted to its masked entries, as one vector (Euclidean norm). Windows without
-    masked entries are skipped; ``mask=None`` uses every entry. Needs S ≥ 2. The multivariate
-    counterpart of `crps_exact`, for forecasts: it rewards getting the joint structure right.
+    values, restricted to its masked entries, as one vector (Euclidean norm), after un-scaling
+    ``x · std + mean``. Windows without masked entries are skipped; ``mask=None`` uses every
+    entry. Needs S ≥ 2. The multivariate counterpart of `crps_exact`, for forecasts: it rewards
+    getting the joint structure right.
     """
     y_arr = _to_numpy(target)
     if mask is None:
         mask = np.ones(y_arr.shape, dtype=bool)
     x, y, m = _check_inputs(samples, target, mask)
+    mean = _check_scaler(scaler_mean, y.shape[-1], "scaler_mean")
+    std = _check_scaler(scaler_std, y.shape[-1], "scaler_std")
     s = x.shape[1]
     if s < 2:
         raise MetricInputError("energy_score needs at least 2 samples per window")
@@ -270,8 +280,8 @@ def energy_score(samples: Any, target: Any, mask: Any | None = None) -> float:
     for xi, yi, mi in zip(x, y, m, strict=True):  # one window: xi (S, L, K), yi and mi (L, K)
         if not mi.any():
             continue
-        v = xi[:, mi]  # (S, D) with D the window's masked entries
-        skill = np.linalg.norm(v - yi[mi], axis=1).mean()
+        v = (xi * std + mean)[:, mi]  # (S, D) with D the window's masked entries
+        skill = np.linalg.norm(v - (yi * std + mean)[mi], axis=1).mean()
         sq = (v * v).sum(axis=1)
         d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * v @ v.T, 0.0)  # (S, S) ‖X_i − X_j‖²
         np.fill_diagonal(d2, 0.0)
@@ -289,9 +299,11 @@ def evaluate(
 ) -> dict[str, float]:
     """All point and probabilistic metrics, after un-scaling ``x · std + mean`` (per feature).
 
-    Returns crps (`normalised_quantile_loss`), crps_exact, crps_sum, mae, rmse, coverage_50,
-    coverage_90 and n_targets. ``scaler_mean``/``scaler_std`` are scalars or per-feature arrays
-    (K,). Memory stays O(targets · S) beyond the input. `energy_score` is separate (forecasts).
+    Returns crps (`normalised_quantile_loss`), crps_exact, crps_sum, mae, rmse, nrmse,
+    coverage_50, coverage_90, energy_score (only for S ≥ 2) and n_targets. ``nrmse`` is GluonTS's
+    NRMSE (as GP-copula and TimeGrad report it): the RMSE of the sample mean divided by the mean
+    |target|. ``scaler_mean``/``scaler_std`` are scalars or per-feature arrays (K,). Memory stays
+    O(targets · S) beyond the input.
     """
     x, y, m = _check_inputs(samples, target, mask)
     mean = _check_scaler(scaler_mean, y.shape[-1], "scaler_mean")
@@ -306,13 +318,18 @@ def evaluate(
     s = xs.shape[1]
     med = xs_sorted[:, (s - 1) // 2]  # lower median, as torch.median (see sample_median)
     lo50, hi50, lo90, hi90 = np.quantile(xs_sorted, [0.25, 0.75, 0.05, 0.95], axis=1)
-    return {
+    mean_forecast = xs.mean(axis=1)
+    result = {
         "crps": _normalised_quantile_loss(xs_sorted, ys, np.ones_like(ys), DEFAULT_QUANTILES),
         "crps_exact": float(fair_crps_of_sorted(xs_sorted, ys).mean()),
         "crps_sum": crps_sum(x, y, m, scaler_mean=mean, scaler_std=std),
         "mae": float(np.abs(med - ys).mean()),
         "rmse": float(np.sqrt(((med - ys) ** 2).mean())),
+        "nrmse": float(np.sqrt(((mean_forecast - ys) ** 2).mean()) / np.abs(ys).mean()),
         "coverage_50": float(((ys >= lo50) & (ys <= hi50)).mean()),
         "coverage_90": float(((ys >= lo90) & (ys <= hi90)).mean()),
         "n_targets": float(ys.size),
     }
+    if s >= 2:
+        result["energy_score"] = energy_score(x, y, m, scaler_mean=mean, scaler_std=std)
+    return result

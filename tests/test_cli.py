@@ -214,6 +214,8 @@ def test_train_and_evaluate_a_config(tmp_path, capsys, monkeypatch) -> None:
         "3",
         "--eta",
         "0",
+        "--time-grid",
+        "logsnr",
         "--reports",
         str(tmp_path / "r"),
         "--no-tracking",
@@ -225,9 +227,11 @@ def test_train_and_evaluate_a_config(tmp_path, capsys, monkeypatch) -> None:
         assert z["samples"].shape == (3, 3, 12, 6)  # (n, S, L, K): the first windows
     record = json.loads((model / "metrics.json").read_text())
     assert record["sampler"] == "ddim" and record["eta"] == 0 and record["n_samples"] == 3
+    assert record["time_grid"] == "logsnr"
     assert record["protocol"]["n_windows"] == 3 and record["epochs"] == 2
-    assert {"crps", "crps_exact", "mae", "rmse", "coverage_50", "coverage_90"} <= set(
+    assert {"crps", "crps_exact", "mae", "rmse", "nrmse", "coverage_50", "coverage_90"} <= set(
         record["metrics"]
     )
+    assert "energy_score" in record["metrics"]  # 3 samples: defined
     stored = json.loads((tmp_path / "r" / "synthetic" / "results.json").read_text())
     assert stored == [record]

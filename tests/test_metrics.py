@@ -182,6 +182,18 @@ def test_energy_score_brute_force() -> None:
     assert energy_score(samples, target) == pytest.approx(energy_score(samples, target, full))
 
 
+def test_nrmse_is_gluonts_definition() -> None:
+    """NRMSE = √mean((mean forecast − y)²) / mean|y|, by hand on three targets."""
+    samples = np.array([[1.0, 3.0], [2.0, 2.0], [-4.0, 0.0]]).reshape(3, 2, 1, 1)  # (N, S, L, K)
+    target = np.array([1.0, 4.0, -1.0]).reshape(3, 1, 1)
+    mask = np.ones_like(target, dtype=bool)
+    # mean forecasts 2, 2, −2 → errors 1, −2, −1 → RMSE √2; mean |y| = 2
+    got = evaluate(samples, target, mask)
+    assert got["nrmse"] == pytest.approx(np.sqrt(2.0) / 2.0, rel=1e-12)
+    one = evaluate(samples[:, :1], target, mask)
+    assert "energy_score" not in one  # undefined for one sample, left out rather than NaN
+
+
 # --- masking and un-scaling ------------------------------------------------------------------
 
 
@@ -211,6 +223,7 @@ def test_evaluate_unscales_per_feature() -> None:
     assert got["mae"] == pytest.approx(mae(x, y, mask), rel=1e-12)
     assert got["rmse"] == pytest.approx(rmse(x, y, mask), rel=1e-12)
     assert got["crps_sum"] == pytest.approx(crps_sum(x, y, mask), rel=1e-12)
+    assert got["energy_score"] == pytest.approx(energy_score(x, y, mask), rel=1e-12)
     with pytest.raises(MetricInputError, match=r"scaler_std must be a scalar or of shape \(4,\)"):
         evaluate(samples, target, mask, scaler_std=np.ones(5))
 

@@ -22,9 +22,12 @@ class DataFile:
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """A group of raw files; `loaded_as`: the `data.dataset` config values that read them."""
+
     description: str
     protocol: str
     files: tuple[DataFile, ...]
+    loaded_as: tuple[str, ...] = ()
 
 
 _CSDI_RDE = "GitHub yunxichu/CSDI-RDE @ 22e9d725cac3d5b66132296ff1c7e922984297d4"
@@ -35,6 +38,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "physionet2012": DatasetInfo(
         description="PhysioNet Challenge 2012 set-a: 4000 ICU stays, 35 variables, 48 hourly bins",
         protocol="CSDI imputation: hold out 10/50/90 % of observed values (seed 1), 5 folds",
+        loaded_as=("physionet",),
         files=(
             DataFile(
                 "physionet2012/set-a.tar.gz",
@@ -52,6 +56,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "pm25": DatasetInfo(
         description="Beijing PM2.5, 36 stations (STMVL), hourly 2014-05 to 2015-04",
         protocol="CSDI imputation: test months 3/6/9/12, windows of 36, mix masking, µg/m³",
+        loaded_as=("pm25",),
         files=(
             DataFile(
                 "pm25_stmvl/pm25_ground.txt.gz",
@@ -79,6 +84,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "ett": DatasetInfo(
         description="ETT-small transformer temperature (ETTh1/2 hourly, ETTm1/2 every 15 min)",
         protocol="Informer forecasting: borders 8640/11520/14400 (×4 for m), horizons 96…720",
+        loaded_as=("etth1", "ettm1"),
         files=(
             DataFile(
                 "ett/ETTh1.csv.gz",
@@ -117,6 +123,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "exchange_rate_nips": DatasetInfo(
         description="Exchange rates, GluonTS layout: 8 series, 5 rolling test windows",
         protocol="GP-copula / TimeGrad forecasting: prediction length 30, CRPS-sum",
+        loaded_as=("exchange_rate_nips",),
         files=(
             DataFile(
                 "exchange_rate/exchange_rate_nips.tar.gz",
@@ -138,13 +145,23 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def registry_name(name: str) -> str:
+    """The registry entry of `name`: an entry's own name or a `data.dataset` value it serves."""
+    if name in DATASETS:
+        return name
+    for entry, info in DATASETS.items():
+        if name in info.loaded_as:
+            return entry
+    choices = sorted({*DATASETS, *(n for d in DATASETS.values() for n in d.loaded_as)})
+    raise ValueError(f"unknown datasets ['{name}']; choose from {choices}")
+
+
 def verify(data_dir: Path | str, names: list[str] | None = None) -> list[str]:
-    """One line per missing or altered file of the named datasets (all if None); [] if all good."""
+    """One line per missing or altered file of the named datasets (all if None); [] if all good.
+
+    A name is a registry entry ("ett") or a `data.dataset` config value it serves ("etth1")."""
     data_dir = Path(data_dir)
-    names = list(DATASETS) if names is None else names
-    unknown = [n for n in names if n not in DATASETS]
-    if unknown:
-        raise ValueError(f"unknown datasets {unknown}; choose from {sorted(DATASETS)}")
+    names = list(DATASETS) if names is None else list(dict.fromkeys(map(registry_name, names)))
     problems = []
     for name in names:
         for f in DATASETS[name].files:

@@ -31,19 +31,32 @@ from csdi.imputer import Imputer
 from csdi.inference import chunk_rows, windows_per_batch
 from csdi.results import git_commit
 
-# (sampler, steps, eta): eta only for ddim (1 = the ancestral update on a coarser grid)
-CONFIGS: list[tuple[str, int, float]] = [
-    ("ancestral", 50, 1.0),
-    ("ancestral", 10, 1.0),
-    ("ddim", 10, 0.0),
-    ("ddim", 10, 0.5),
-    ("dpm_solver", 5, 1.0),
-    ("dpm_solver", 10, 1.0),
-    ("ode", 5, 1.0),
-    ("ode", 10, 1.0),
-    ("sde", 10, 1.0),
+# (sampler, steps, eta, time grid): eta only for ddim (1 = the ancestral update, coarser grid)
+Config = tuple[str, int, float, str]
+CONFIGS: list[Config] = [
+    ("ancestral", 50, 1.0, "uniform"),
+    ("ancestral", 10, 1.0, "uniform"),
+    ("ddim", 10, 0.0, "uniform"),
+    ("ddim", 10, 0.5, "uniform"),
+    ("dpm_solver", 5, 1.0, "uniform"),
+    ("dpm_solver", 10, 1.0, "uniform"),
+    ("dpm_solver", 10, 1.0, "logsnr"),
+    ("ode", 5, 1.0, "uniform"),
+    ("ode", 10, 1.0, "uniform"),
+    ("sde", 10, 1.0, "uniform"),
 ]
-QUICK = [("ancestral", 50, 1.0), ("ddim", 10, 0.0), ("dpm_solver", 10, 1.0), ("ode", 5, 1.0)]
+QUICK: list[Config] = [
+    ("ancestral", 50, 1.0, "uniform"),
+    ("ddim", 10, 0.0, "uniform"),
+    ("dpm_solver", 10, 1.0, "uniform"),
+    ("ode", 5, 1.0, "uniform"),
+]
+#: --focus: the 50-step reference beside the 10-NFE candidates only (for many windows/samples)
+FOCUS: list[Config] = [
+    ("ancestral", 50, 1.0, "uniform"),
+    ("dpm_solver", 10, 1.0, "uniform"),
+    ("dpm_solver", 10, 1.0, "logsnr"),
+]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--windows", type=int, default=40, help="first N test windows")
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="3 configurations only")
+    p.add_argument("--quick", action="store_true", help="4 configurations only")
+    p.add_argument("--focus", action="store_true", help="ancestral 50 vs the 10-NFE dpm_solver")
     p.add_argument("--output", type=Path, default=Path("reports/performance"))
     args = p.parse_args(argv)
 
@@ -63,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     test = splits.test.subset(np.arange(min(args.windows, len(splits.test))))
     n_full = len(splits.test)
     rows = []
-    for sampler, steps, eta in QUICK if args.quick else CONFIGS:
+    configs = FOCUS if args.focus else QUICK if args.quick else CONFIGS
+    for sampler, steps, eta, grid in configs:
         cfg = replace(
             SamplingConfig(),
             sampler=sampler,
@@ -71,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
             n_samples=args.samples,
             seed=args.seed,
             eta=eta,
+            time_grid=grid,  # type: ignore[arg-type]
         )
         start = time.perf_counter()
         samples, _, calls = imputer.sample_normalised(test, cfg)
@@ -87,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
                 "sampler": sampler,
                 "steps": steps,
                 "eta": eta if sampler == "ddim" else None,
+                "time_grid": grid,
                 "network_calls_per_sample": calls / batches,  # every batch holds all S samples
                 "crps": m["crps"],
                 "crps_exact": m["crps_exact"],
@@ -127,14 +144,15 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.model} ({meta['weights']}). Same windows and seed for every row; CRPS relative "
         "to the first row.",
         "",
-        "| sampler | steps | η | NFE / sample | CRPS | Δ vs first | MAE | cov 50 | cov 90 | s "
-        "| full fold ×100 (h) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| sampler | steps | η | grid | NFE / sample | CRPS | Δ vs first | MAE | cov 50 | cov 90 "
+        "| s | full fold ×100 (h) |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         eta = "" if r["eta"] is None else f"{r['eta']:g}"
         lines.append(
-            f"| {r['sampler']} | {r['steps']} | {eta} | {r['network_calls_per_sample']:.0f} | "
+            f"| {r['sampler']} | {r['steps']} | {eta} | {r.get('time_grid', 'uniform')} | "
+            f"{r['network_calls_per_sample']:.0f} | "
             f"{r['crps']:.4f} | {100 * r['crps_vs_first']:+.1f} % | {r['mae']:.4f} | "
             f"{r['coverage_50']:.3f} | {r['coverage_90']:.3f} | {r['seconds']:.0f} | "
             f"{r['full_fold_100_samples_hours']:.2f} |"

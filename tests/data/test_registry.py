@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from csdi.data.registry import DATASETS, sha256_file, verify
+from csdi.data.registry import DATASETS, registry_name, sha256_file, verify
 
 
 def test_verify_reports_missing_and_altered_files(tmp_path: Path) -> None:
@@ -23,6 +23,19 @@ def test_verify_reports_missing_and_altered_files(tmp_path: Path) -> None:
     assert len(verify(tmp_path)) == sum(len(d.files) for d in DATASETS.values())
     with pytest.raises(ValueError, match="unknown datasets"):
         verify(tmp_path, ["electricity"])
+
+
+def test_config_dataset_names_map_to_their_files(tmp_path: Path) -> None:
+    """`data.dataset` values (etth1, physionet, …) verify the files their loader reads."""
+    assert registry_name("etth1") == registry_name("ettm1") == registry_name("ett") == "ett"
+    assert registry_name("physionet") == "physionet2012"
+    problems = verify(tmp_path, ["etth1", "ettm1"])  # one entry, listed once
+    assert len(problems) == len(DATASETS["ett"].files)
+    assert all(p.startswith("ett: missing") for p in problems)
+    served = [n for d in DATASETS.values() for n in d.loaded_as]
+    assert len(served) == len(set(served))
+    for name in ("physionet", "pm25", "etth1", "ettm1", "exchange_rate_nips"):
+        assert name in served  # every benchmark loader of csdi.experiment has its files listed
 
 
 def test_sha256_of_known_bytes(tmp_path: Path) -> None:

@@ -11,7 +11,11 @@ that case alone; on CUDA `torch.cuda.max_memory_allocated` is reported too) and 
 
     .venv/bin/python pipelines/benchmarks/wide_data.py [--features 300] [--quick]
 
-writes reports/performance/wide_data.json and .md.
+writes reports/performance/wide_data.json and .md. With `--scaling` it sweeps K (L = 48) and L
+(K = 8) instead, with full attention and the option meant to keep the cost near-linear (feature
+groups of 32 across K), and writes reports/performance/scaling.json and .md; the
+"µs per entry" column (seconds / (B·K·L), per network evaluation for sampling) is flat where the
+cost is linear in K·L.
 """
 
 from __future__ import annotations
@@ -155,9 +159,37 @@ def cases(features: int, quick: bool) -> list[Case]:
     ]
 
 
-def _markdown(results: list[dict[str, Any]], command: str) -> str:
+def scaling_cases(quick: bool) -> list[Case]:
+    """K = 16 … 512 at L = 48 and L = 48 … 384 at K = 8: a training step and sampling each."""
+    batch, steps, samples = 4, 5, 4
+    sizes_k = (16, 64, 256) if quick else (16, 64, 256, 512)
+    sizes_l = (48, 192) if quick else (48, 96, 192, 384)
+    out = []
+    for k in sizes_k:
+        train = Case(f"train K={k}", "train", k, 48, batch, repeats=2)
+        out.append(train)
+        if k > 32:
+            out.append(replace(train, name=f"train K={k}, groups of 32", feature_subset=32))
+        out.append(Case(f"sample K={k}", "sample", k, 48, 1, n_samples=samples, steps=steps))
+    for length in sizes_l:
+        out.append(Case(f"train L={length}", "train", 8, length, batch, repeats=2))
+        out.append(
+            Case(f"sample L={length}", "sample", 8, length, 1, n_samples=samples, steps=steps)
+        )
+    return out
+
+
+def _per_entry_us(r: dict[str, Any]) -> float:
+    """Seconds per entry of the state: train step / (B·K·L), sample / (K·L·steps)."""
+    entries = r["features"] * r["length"]
+    if r["kind"] == "train":
+        return 1e6 * r["seconds"] / (r["batch"] * entries)
+    return 1e6 * r["seconds"] / (entries * r["steps"])
+
+
+def _markdown(results: list[dict[str, Any]], command: str, title: str) -> str:
     lines = [
-        "# Wide data: memory and time",
+        f"# {title}",
         "",
         f"Command: `{command}`  ",
         f"Date: {datetime.now(UTC).isoformat(timespec='seconds')}, "
@@ -167,14 +199,14 @@ def _markdown(results: list[dict[str, Any]], command: str) -> str:
         "Each row ran in its own process; peak RSS is that process's peak resident memory "
         "(model, data and Python included; 'before' is after building the network).",
         "",
-        "| case | K | L | B | seconds | unit | peak RSS MiB | before MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| case | K | L | B | seconds | unit | µs per entry | peak RSS MiB | before MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['name']} | {r['features']} | {r['length']} | {r['batch']} | "
-            f"{r['seconds']:.4f} | {r['unit']} | {r['peak_rss_mib']:.0f} | "
-            f"{r['rss_before_mib']:.0f} |"
+            f"{r['seconds']:.4f} | {r['unit']} | {_per_entry_us(r):.1f} | "
+            f"{r['peak_rss_mib']:.0f} | {r['rss_before_mib']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -183,6 +215,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--features", type=int, default=300)
     parser.add_argument("--quick", action="store_true", help="fewer sampler steps and samples")
+    parser.add_argument("--scaling", action="store_true", help="sweep K and L instead")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one case (JSON)
     parser.add_argument("--output", type=Path, default=REPORT)
@@ -192,7 +225,9 @@ def main() -> None:
         print(json.dumps(run_case(Case(**json.loads(args.one)), device)))
         return
     results = []
-    for case in cases(args.features, args.quick):
+    todo = scaling_cases(args.quick) if args.scaling else cases(args.features, args.quick)
+    name, title = ("scaling", "Scaling in K and L") if args.scaling else ("wide_data", "Wide data")
+    for case in todo:
         proc = subprocess.run(
             [sys.executable, __file__, "--device", args.device, "--one", json.dumps(asdict(case))],
             check=True,
@@ -207,10 +242,11 @@ def main() -> None:
         )
     command = " ".join([Path(sys.executable).name, *sys.argv])
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "wide_data.json").write_text(
+    (args.output / f"{name}.json").write_text(
         json.dumps({"command": command, "results": results}, indent=2) + "\n"
     )
-    (args.output / "wide_data.md").write_text(_markdown(results, command))
+    markdown = _markdown(results, command, f"{title}: memory and time")
+    (args.output / f"{name}.md").write_text(markdown)
 
 
 if __name__ == "__main__":

@@ -71,7 +71,9 @@ class Forecaster:
     """Forecasts `horizon` steps from `context` steps of history with a CSDI imputer.
 
     `horizon`/`context` default to `config.data.horizon`/`config.data.context`; a missing
-    context defaults to three horizons.
+    context defaults to three horizons. Training uses the forecast mask, or with
+    `train.masking = "forecast_mix"` the forecast mask for half the windows and random gaps for
+    the other half.
     """
 
     def __init__(
@@ -91,9 +93,9 @@ class Forecaster:
         self.horizon = horizon
         self.context = context
         data = replace(cfg.data, horizon=horizon, context=context, window=context + horizon)
-        self.imputer = Imputer(
-            replace(cfg, data=data, train=replace(cfg.train, masking="forecast"))
-        )
+        # train.masking = "forecast_mix" also trains on random gaps; anything else → "forecast"
+        masking = "forecast_mix" if cfg.train.masking == "forecast_mix" else "forecast"
+        self.imputer = Imputer(replace(cfg, data=data, train=replace(cfg.train, masking=masking)))
 
     @property
     def config(self) -> ExperimentConfig:

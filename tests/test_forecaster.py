@@ -35,6 +35,18 @@ def fitted(tmp_path_factory):  # type: ignore[no-untyped-def]
     return forecaster, frame
 
 
+def test_forecast_mix_masking_is_kept_and_trains() -> None:
+    sets = [*TINY, "train.epochs=1", "data.stride=8", "train.masking=forecast_mix"]
+    cfg = load_config(None, sets)
+    forecaster = Forecaster(cfg, horizon=HORIZON, context=CONTEXT)
+    assert forecaster.config.train.masking == "forecast_mix"
+    values = sine_frame_values(120, 2, 0.1, seed=1)
+    forecaster.fit(pd.DataFrame(values, columns=["a", "b"]), progress=False)
+    assert forecaster.history is not None and np.isfinite(forecaster.history.train_loss).all()
+    random = load_config(None, [*TINY, "train.masking=random"])
+    assert Forecaster(random, horizon=HORIZON).config.train.masking == "forecast"
+
+
 def test_fit_forecast_save_load(fitted, tmp_path) -> None:
     forecaster, frame = fitted
     assert forecaster.config.train.masking == "forecast"

@@ -77,11 +77,20 @@ def forecast_mask(observed: Tensor, horizon: int) -> Tensor:
     return cond
 
 
+def forecast_mix_mask(observed: Tensor, horizon: int, generator: torch.Generator) -> Tensor:
+    """Per window, with probability ½ the forecast mask, else the random mask: a forecaster that
+    also learns to impute gaps inside the history (the random half sees every position hidden)."""
+    rand = random_mask(observed, generator)
+    coin = _rand((observed.shape[0],), generator).to(observed.device) < 0.5
+    return torch.where(coin[:, None, None], forecast_mask(observed, horizon), rand)
+
+
 MASKS: dict[str, Callable[..., Tensor]] = {
     "random": random_mask,
     "historical": historical_mask,
     "mix": mix_mask,
     "forecast": forecast_mask,
+    "forecast_mix": forecast_mix_mask,
 }
 
 
@@ -94,12 +103,15 @@ def make_cond_mask(
     horizon: int | None = None,
 ) -> Tensor:
     """cond mask (B, K, L) of the named strategy; each takes only the arguments it uses
-    (`patterns` for historical/mix, `horizon` for forecast), so one call site serves all."""
+    (`patterns` for historical/mix, `horizon` for forecast/forecast_mix), so one call site
+    serves all."""
     if strategy not in MASKS:
         raise ValueError(f"unknown mask strategy {strategy!r}; choose one of {sorted(MASKS)}")
-    if strategy == "forecast":
+    if strategy in ("forecast", "forecast_mix"):
         if horizon is None:
-            raise ValueError("the forecast mask needs a horizon")
+            raise ValueError(f"the {strategy} mask needs a horizon")
+        if strategy == "forecast_mix":
+            return forecast_mix_mask(observed, horizon, generator)
         return forecast_mask(observed, horizon)
     if strategy == "random":
         return random_mask(observed, generator)

@@ -95,4 +95,21 @@ def test_forecast_mask_hides_exactly_the_last_steps() -> None:
 def test_unknown_strategy_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown mask strategy 'rnd'.*'random'"):
         make_cond_mask("rnd", _observed(0), torch.Generator())
-    assert set(MASKS) == {"random", "historical", "mix", "forecast"}
+    assert set(MASKS) == {"random", "historical", "mix", "forecast", "forecast_mix"}
+
+
+def test_forecast_mix_is_forecast_or_random_per_window() -> None:
+    """Each window gets exactly the forecast mask or exactly the random mask (same generator
+    draws), about half each; a horizon is required."""
+    observed = _observed(9, (2000, 3, 12))
+    cond = make_cond_mask("forecast_mix", observed, torch.Generator().manual_seed(3), horizon=4)
+    rand = random_mask(observed, torch.Generator().manual_seed(3))  # the first draws it makes
+    fc = forecast_mask(observed, 4)
+    is_fc = (cond == fc).flatten(1).all(1)
+    is_rand = (cond == rand).flatten(1).all(1)
+    assert bool((is_fc | is_rand).all())
+    share = is_fc.float().mean().item()
+    assert abs(share - 0.5) < 5 * (0.25 / 2000) ** 0.5  # (a window can match both; rare here)
+    assert not (cond & ~observed).any()
+    with pytest.raises(ValueError, match="forecast_mix mask needs a horizon"):
+        make_cond_mask("forecast_mix", observed, torch.Generator())

@@ -289,6 +289,12 @@ def energy_score(
     return float(np.mean(scores))
 
 
+def _nrmse(point: FloatArray, y: FloatArray) -> float:
+    """RMSE of `point` over mean |y|; NaN when every target is 0 (undefined, as the CRPS)."""
+    scale = float(np.abs(y).mean())
+    return float(np.sqrt(((point - y) ** 2).mean()) / scale) if scale > 0 else float("nan")
+
+
 def evaluate(
     samples: Any,
     target: Any,
@@ -325,7 +331,7 @@ def evaluate(
         "crps_sum": crps_sum(x, y, m, scaler_mean=mean, scaler_std=std),
         "mae": float(np.abs(med - ys).mean()),
         "rmse": float(np.sqrt(((med - ys) ** 2).mean())),
-        "nrmse": float(np.sqrt(((mean_forecast - ys) ** 2).mean()) / np.abs(ys).mean()),
+        "nrmse": _nrmse(mean_forecast, ys),
         "coverage_50": float(((ys >= lo50) & (ys <= hi50)).mean()),
         "coverage_90": float(((ys >= lo90) & (ys <= hi90)).mean()),
         "n_targets": float(ys.size),

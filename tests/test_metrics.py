@@ -299,6 +299,7 @@ def test_zero_targets_give_nan_normalised_loss_only() -> None:
     samples, _, mask = random_case(np.random.default_rng(13))
     out = evaluate(samples, np.zeros(mask.shape), mask)
     assert np.isnan(out["crps"])  # Σ|y| = 0: the normalised loss is undefined
+    assert np.isnan(out["nrmse"])  # and so is the normalised RMSE
     for name in ("crps_exact", "mae", "rmse", "coverage_50", "coverage_90"):
         assert np.isfinite(out[name]), name
 

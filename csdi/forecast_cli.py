@@ -71,6 +71,7 @@ def cmd_forecast(args: argparse.Namespace) -> None:
         n_samples=args.samples,
         sampler=args.sampler,
         steps=args.steps,
+        time_grid=args.time_grid,
         seed=args.seed,
         quantiles=args.quantiles,
         progress=True,

@@ -175,6 +175,7 @@ class Forecaster:
         seed: int | None = None,
         quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
         progress: bool = False,
+        time_grid: str | None = None,
     ) -> Forecast:
         """Samples of the `horizon` steps after each history ((T, K), frame, or (N, T, K)).
 
@@ -202,6 +203,7 @@ class Forecaster:
             seed=seed,
             quantiles=quantiles,
             progress=progress,
+            time_grid=time_grid,
         )
         samples = result.samples[:, :, self.context : self.context + h]  # (N, S, h, K)
         return Forecast(

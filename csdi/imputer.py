@@ -267,12 +267,14 @@ class Imputer:
         seed: int | None = None,
         quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
         progress: bool = False,
+        time_grid: str | None = None,
     ) -> Imputation:
         """Impute every missing entry; observed entries are returned exactly as given.
 
         Array input (N, L, K) → samples (N, S, L, K). Frame input (T rows, K columns) →
         samples (1, S, T, K): the frame is cut into overlapping windows of the training length and
-        each row is taken from one window (`csdi.data.windows.stitch`).
+        each row is taken from one window (`csdi.data.windows.stitch`). `sampler`, `steps`,
+        `seed` and `time_grid` (`csdi.diffusion.samplers.make_time_grid`) default to the config's.
         """
         self._require_fitted()
         assert self.scaler is not None
@@ -283,6 +285,7 @@ class Imputer:
                 "sampler": sampler,
                 "steps": steps,
                 "seed": seed,
+                "time_grid": time_grid,
             }.items()
             if v is not None
         }

@@ -39,6 +39,11 @@ def test_fit_impute_save_load(tiny_config, tmp_path) -> None:
     np.testing.assert_array_equal(again.samples, result.samples)  # same weights, same seed
     other_seed = imputer.impute(data[:5], n_samples=6, seed=2)
     assert not np.array_equal(other_seed.samples, result.samples)
+    # the sampler's time grid reaches the sampler: same seed, another grid, other samples
+    fast = {"n_samples": 4, "seed": 1, "sampler": "dpm_solver", "steps": 4}
+    uniform = imputer.impute(data[:2], **fast).samples  # type: ignore[arg-type]
+    logsnr = imputer.impute(data[:2], time_grid="logsnr", **fast).samples  # type: ignore[arg-type]
+    assert np.isfinite(logsnr).all() and not np.array_equal(uniform, logsnr)
 
 
 def test_frame_is_imputed_window_by_window_and_stitched(tiny_config) -> None:

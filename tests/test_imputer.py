@@ -41,8 +41,8 @@ def test_fit_impute_save_load(tiny_config, tmp_path) -> None:
     assert not np.array_equal(other_seed.samples, result.samples)
     # the sampler's time grid reaches the sampler: same seed, another grid, other samples
     fast = {"n_samples": 4, "seed": 1, "sampler": "dpm_solver", "steps": 4}
-    uniform = imputer.impute(data[:2], **fast).samples  # type: ignore[arg-type]
-    logsnr = imputer.impute(data[:2], time_grid="logsnr", **fast).samples  # type: ignore[arg-type]
+    uniform = imputer.impute(data[:2], **fast).samples
+    logsnr = imputer.impute(data[:2], time_grid="logsnr", **fast).samples
     assert np.isfinite(logsnr).all() and not np.array_equal(uniform, logsnr)
 
 

@@ -6,7 +6,7 @@ same windows with the same seed; network calls are counted, not assumed.
 
     python pipelines/benchmarks/sampler_quality.py --model runs/physionet_10 \
         --windows 40 --samples 20 [--quick]
-Writes reports/performance/sampler_quality.json and .md.
+Writes reports/performance/sampler_quality.json and .md (sampler_quality_focus.* with --focus).
 """
 
 from __future__ import annotations
@@ -131,9 +131,8 @@ def main(argv: list[str] | None = None) -> None:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "sampler_quality.json").write_text(
-        json.dumps({"meta": meta, "rows": rows}, indent=2)
-    )
+    stem = "sampler_quality_focus" if args.focus else "sampler_quality"
+    (args.output / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [
         "# Sampler quality on a trained model",
         "",
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['coverage_50']:.3f} | {r['coverage_90']:.3f} | {r['seconds']:.0f} | "
             f"{r['full_fold_100_samples_hours']:.2f} |"
         )
-    (args.output / "sampler_quality.md").write_text("\n".join(lines) + "\n")
+    (args.output / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -30,22 +30,22 @@ csdi baselines --config pipelines/etth1_24.toml --methods seasonal_naive \
 csdi baselines --config pipelines/etth1_96.toml --methods seasonal_naive,locf \
   --option seasonal_naive.season=24 --no-tracking   # horizon 96 (no model trained here)
 
-# --- evaluation, queue A: PM2.5 (all 82 test windows × 100 samples) and exchange rate ---
+# --- evaluation, queue A: PM2.5 (all 82 test windows × 100 samples), then the 10-step
+# DPM-Solver beside the 50-step ancestral sampler on the first 16 PM2.5 test windows ---
 (
   csdi evaluate --model "$root/pm25" --samples 100 --sampler dpm_solver --steps 10 --no-tracking
-  csdi evaluate --model "$root/exchange_rate" --samples 100 --no-tracking   # ancestral, 50 steps
-  csdi evaluate --model "$root/exchange_rate" --samples 100 --sampler dpm_solver --steps 10 \
-    --no-tracking
-  # the 50-step ancestral sampler beside the 10-step DPM-Solver on the same PM2.5 windows
-  csdi evaluate --model "$root/pm25" --max-windows 16 --samples 20 --no-tracking
   csdi evaluate --model "$root/pm25" --max-windows 16 --samples 20 --sampler dpm_solver \
     --steps 10 --no-tracking --samples-output reports/pm25/samples/csdi_samples.npz
+  csdi evaluate --model "$root/pm25" --max-windows 16 --samples 20 --no-tracking
 ) &
-# --- evaluation, queue B: ETTh1 and the PhysioNet sampler comparison ---
+# --- evaluation, queue B: ETTh1, exchange rate, the PhysioNet sampler comparison ---
 (
   csdi evaluate --model "$root/etth1_24" --samples 50 --sampler dpm_solver --steps 10 \
     --no-tracking
-  python pipelines/benchmarks/sampler_quality.py --model "$root/physionet_10" --windows 30 \
+  csdi evaluate --model "$root/exchange_rate" --samples 100 --sampler dpm_solver --steps 10 \
+    --no-tracking
+  csdi evaluate --model "$root/exchange_rate" --samples 100 --no-tracking   # ancestral, 50 steps
+  python pipelines/benchmarks/sampler_quality.py --model "$root/physionet_10" --windows 20 \
     --samples 20 --focus
 ) &
 wait

@@ -74,7 +74,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     paths = build_report(
         records,
         output_dir=output,
-        title=args.title or f"{args.experiment}: imputation results",
+        title=args.title or f"{args.experiment}: results",
         references=references_for(args.experiment),
         samples=list(args.samples),
         command=shlex.join(["csdi", *sys.argv[1:]]),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,12 +231,23 @@ def matching_references(section: Section, references: Sequence[Reference]) -> li
     ]
 
 
+def _decimals(v: float) -> int:
+    """Three decimals, or three significant digits below 0.1 (CRPS-sum on exchange ≈ 0.006)."""
+    return 3 if abs(v) >= 0.1 or v == 0 else 2 - math.floor(math.log10(abs(v)))
+
+
+def format_metric(v: float) -> str:
+    """A metric as the report tables print it (see `_decimals`)."""
+    return f"{v:.{_decimals(v)}f}"
+
+
 def _cell(row: Row, column: str) -> str:
     m = row.mean.get(column, np.nan)
     if not np.isfinite(m):
         return "–"
     s = row.std.get(column, np.nan)
-    return f"{m:.3f} ± {s:.3f}" if np.isfinite(s) else f"{m:.3f}"
+    d = _decimals(m)  # the spread at the mean's precision
+    return f"{m:.{d}f} ± {s:.{d}f}" if np.isfinite(s) else f"{m:.{d}f}"
 
 
 def _seconds(row: Row) -> str:
@@ -480,7 +492,7 @@ def _markdown(
             )
         for ref in matching_references(sec, references):
             cells = [
-                f"*{ref.metrics[c]:.3f}*" if c in ref.metrics else "–" for c in cols
+                f"*{format_metric(ref.metrics[c])}*" if c in ref.metrics else "–" for c in cols
             ]  # fmt: skip
             out.append(
                 f"| *{ref.label}* | – | – | " + " | ".join(cells) + f" | – | *{ref.source}* |"
@@ -540,7 +552,8 @@ def _html(
             )
         for ref in matching_references(sec, references):
             cells = "".join(
-                f"<td>{ref.metrics[c]:.3f}</td>" if c in ref.metrics else "<td>–</td>" for c in cols
+                f"<td>{format_metric(ref.metrics[c])}</td>" if c in ref.metrics else "<td>–</td>"
+                for c in cols
             )
             out.append(
                 f'<tr class="reference"><td>{e(ref.label)}</td><td>–</td><td>–</td>{cells}'

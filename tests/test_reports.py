@@ -17,6 +17,7 @@ from csdi.reports import (
     ReportError,
     best_rows,
     build_report,
+    format_metric,
     load_window_samples,
     pit_values,
     references_for,
@@ -166,6 +167,16 @@ def test_references_are_the_quoted_csdi_physionet_figures() -> None:
     assert refs == {0.1: {"crps": 0.238, "mae": 0.217}, 0.5: {"crps": 0.330, "mae": 0.301},
                     0.9: {"crps": 0.522, "mae": 0.481}}  # fmt: skip
     assert references_for("synthetic") == ()
+    assert references_for("pm25")[0].metrics == {"crps": 0.108, "mae": 9.60}
+    sums = {r.label: r.metrics["crps_sum"] for r in references_for("exchange_rate_nips")}
+    assert sums == {"TimeGrad (published)": 0.006, "GP-copula (published)": 0.007}
+
+
+def test_small_values_keep_three_significant_digits() -> None:
+    """CRPS-sum on exchange rates is ≈ 0.006: three decimals would hide every difference."""
+    assert [format_metric(v) for v in (0.00618, 0.0523, 0.238, 9.6, 0.0)] == [
+        "0.00618", "0.0523", "0.238", "9.600", "0.000"
+    ]  # fmt: skip
 
 
 def test_cli_report_reads_results_json(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

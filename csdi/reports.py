@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -175,7 +176,8 @@ def summarise(records: Sequence[dict[str, Any]]) -> list[Section]:
     for i, rec in enumerate(records):
         _check_record(i, rec)
         protocol = dict(rec["protocol"])
-        pkey = (rec["dataset"], rec.get("units", ""), tuple(sorted(protocol.items())))
+        # protocol values may be lists (PM2.5's test months): key on their JSON text
+        pkey = (rec["dataset"], rec.get("units", ""), json.dumps(protocol, sort_keys=True))
         heads.setdefault(pkey, Section(rec["dataset"], rec.get("units", "?"), protocol))
         gkey = (_label(rec), rec["n_samples"], _details(rec))
         groups.setdefault(pkey, {}).setdefault(gkey, {})[int(rec["seed"])] = rec

@@ -71,6 +71,15 @@ def test_protocols_and_sampler_settings_are_kept_apart() -> None:
     assert labels == ["csdi (ancestral, 50 steps)", "csdi (ancestral, 10 steps)", "linear"]
 
 
+def test_list_valued_protocols_group_like_any_other() -> None:
+    """PM2.5's protocol holds its test months as a list (JSON has no tuples)."""
+    recs = [record("linear", 0.1, s, 0.5 + s) for s in (0, 1)]
+    for r in recs:
+        r["protocol"] = {"test_months": [3, 6, 9, 12], "window": 36}
+    (section,) = summarise(recs)
+    assert section.protocol["test_months"] == [3, 6, 9, 12] and section.rows[0].seeds == (0, 1)
+
+
 def test_best_is_lowest_error_and_coverage_closest_to_nominal() -> None:
     recs = [
         record("a", 0.1, 0, 0.30, c50=0.10, c90=0.95),

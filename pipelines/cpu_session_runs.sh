@@ -47,6 +47,15 @@ csdi baselines --config pipelines/etth1_96.toml --methods seasonal_naive,locf \
   csdi evaluate --model "$root/exchange_rate" --samples 100 --no-tracking   # ancestral, 50 steps
   python pipelines/benchmarks/sampler_quality.py --model "$root/physionet_10" --windows 20 \
     --samples 20 --focus
+  # the 50-step ancestral sampler beside the 10-step DPM-Solver on the first 16 ETTh1 windows
+  csdi evaluate --model "$root/etth1_24" --max-windows 16 --samples 20 --sampler dpm_solver \
+    --steps 10 --no-tracking
+  csdi evaluate --model "$root/etth1_24" --max-windows 16 --samples 20 --no-tracking
+  # DPM-Solver on the log-SNR grid (the best 10-NFE setting on PhysioNet)
+  csdi evaluate --model "$root/exchange_rate" --samples 100 --sampler dpm_solver --steps 10 \
+    --time-grid logsnr --no-tracking
+  csdi evaluate --model "$root/etth1_24" --max-windows 16 --samples 20 --sampler dpm_solver \
+    --steps 10 --time-grid logsnr --no-tracking
 ) &
 wait
 csdi report --experiment pm25 --samples reports/pm25/samples/csdi_samples.npz

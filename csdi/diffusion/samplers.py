@@ -313,9 +313,10 @@ def make_time_grid(
     "uniform": t_i = i/M (CSDI's grid for csdi_quad); "quadratic": t_i = (i/M)², denser near the
     data (Song et al. 2021, DDIM); "logsnr": γ = −log SNR uniform from γ(1) to γ(`LOGSNR_T_LAST`)
     over the M evaluated points (then t = 0), the spacing of DPM-Solver (Lu et al. 2022) — it
-    needs the `schedule`; or an explicit strictly decreasing tensor from 1 to 0. On csdi_quad,
-    whose σ/α grows ×170 over t ∈ [0.9, 1], a uniform grid spends few steps where a
-    deterministic solver needs them; the log-SNR grid spaces the steps by the change in noise.
+    needs the `schedule`; or an explicit strictly decreasing tensor from 1 to 0. With the exact
+    Gaussian score the log-SNR grid makes 10-step DPM-Solver++ exact on vp_linear but not better
+    on csdi_quad; on the trained PhysioNet model it was the better 10-step grid
+    (reports/performance/sampler_quality_focus.md).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")

@@ -168,6 +168,18 @@ def crps_sum(
     x, y, m = _check_inputs(samples, target, mask)
     mean = _check_scaler(scaler_mean, y.shape[-1], "scaler_mean")
     std = _check_scaler(scaler_std, y.shape[-1], "scaler_std")
+    return _crps_sum(x, y, m, mean, std, quantiles)
+
+
+def _crps_sum(
+    x: FloatArray,
+    y: FloatArray,
+    m: BoolArray,
+    mean: FloatArray,
+    std: FloatArray,
+    quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
+) -> float:
+    """`crps_sum` of already validated inputs."""
     x_sum, y_sum = _feature_sums(x, y, mean, std)  # (N, S, L), (N, L)
     return _normalised_quantile_loss(x_sum, y_sum, m.mean(axis=-1), quantiles)
 
@@ -273,9 +285,16 @@ def energy_score(
     x, y, m = _check_inputs(samples, target, mask)
     mean = _check_scaler(scaler_mean, y.shape[-1], "scaler_mean")
     std = _check_scaler(scaler_std, y.shape[-1], "scaler_std")
-    s = x.shape[1]
-    if s < 2:
+    if x.shape[1] < 2:
         raise MetricInputError("energy_score needs at least 2 samples per window")
+    return _energy_score(x, y, m, mean, std)
+
+
+def _energy_score(
+    x: FloatArray, y: FloatArray, m: BoolArray, mean: FloatArray, std: FloatArray
+) -> float:
+    """`energy_score` of already validated inputs (S ≥ 2)."""
+    s = x.shape[1]
     scores = []
     for xi, yi, mi in zip(x, y, m, strict=True):  # one window: xi (S, L, K), yi and mi (L, K)
         if not mi.any():
@@ -328,7 +347,7 @@ def evaluate(
     result = {
         "crps": _normalised_quantile_loss(xs_sorted, ys, np.ones_like(ys), DEFAULT_QUANTILES),
         "crps_exact": float(fair_crps_of_sorted(xs_sorted, ys).mean()),
-        "crps_sum": crps_sum(x, y, m, scaler_mean=mean, scaler_std=std),
+        "crps_sum": _crps_sum(x, y, m, mean, std),
         "mae": float(np.abs(med - ys).mean()),
         "rmse": float(np.sqrt(((med - ys) ** 2).mean())),
         "nrmse": _nrmse(mean_forecast, ys),
@@ -337,5 +356,5 @@ def evaluate(
         "n_targets": float(ys.size),
     }
     if s >= 2:
-        result["energy_score"] = energy_score(x, y, m, scaler_mean=mean, scaler_std=std)
+        result["energy_score"] = _energy_score(x, y, m, mean, std)
     return result

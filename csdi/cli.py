@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from csdi.cli_args import add_sampling_options, positive_int, quantile_levels
+from csdi.cli_args import add_sampling_options, positive_float, positive_int, quantile_levels
 
 log = logging.getLogger("csdi")
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="synthetic data end to end: train, impute, metrics vs oracle, plot"
     )
     p.add_argument("--output", type=Path, default=Path("runs/demo"))
-    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--steps", type=positive_int, default=None, help="training steps")
     p.add_argument("--no-tracking", action="store_true")
 
     p = sub.add_parser("train", help="train from a config file, or on your own CSV/parquet file")
@@ -50,9 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--time-column", help="own data: the time column (default: detected)")
     p.add_argument("--window", type=positive_int, help="own data: window length in steps")
-    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--epochs", type=positive_int, help="passes over the training windows")
+    p.add_argument("--steps", type=positive_int, help="optimizer steps (instead of epochs)")
+    p.add_argument("--max-minutes", type=positive_float, help="stop training after this wall time")
     p.add_argument("--output", type=Path, help="model directory (default: the config's)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: all)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
     p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
 
@@ -102,15 +105,21 @@ def _sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "chunk_size": getattr(args, "chunk_size", None),
         "eta": getattr(args, "eta", None),
+        "clip": False if args.no_clip else None,
     }
     return {k: v for k, v in given.items() if v is not None}
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from csdi.config import load_config
-    from csdi.experiment import train_experiment
+    import torch
 
-    overrides = list(args.set)
+    from csdi.config import load_config
+    from csdi.experiment import OWN_DATA_DEFAULTS, train_experiment
+
+    overrides: list[str] = []
+    if args.data is not None:
+        overrides += list(OWN_DATA_DEFAULTS)
+    overrides += list(args.set)
     if args.data is not None:
         overrides += ["data.dataset=table", f"data.path={args.data}", f"name={args.data.stem}"]
         if args.time_column:
@@ -121,18 +130,38 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise ValueError("--output DIR is required with --data")
     if args.epochs:
         overrides.append(f"train.epochs={args.epochs}")
+    if args.steps:
+        overrides.append(f"train.steps={args.steps}")
+    keys = [o.split("=", 1)[0].strip() for o in overrides[len(OWN_DATA_DEFAULTS) :]]
+    if args.data is not None and "train.epochs" in keys and "train.steps" not in keys:
+        overrides.append("train.steps=none")  # epochs asked for: the run is sized in epochs
+    if args.max_minutes:
+        overrides.append(f"train.max_minutes={args.max_minutes}")
     if args.output is not None:
         overrides.append(f"output_dir={args.output}")
     if args.device:
         overrides.append(f"train.device={args.device}")
     cfg = load_config(args.config, overrides)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t = cfg.train
+    budget = f"{t.steps} steps" if t.steps is not None else f"{t.epochs} epochs"
+    if t.max_minutes is not None:
+        budget += f" or {t.max_minutes:g} minutes, whichever comes first"
+    m = cfg.model
+    print(
+        f"training for {budget}: batch {t.batch_size}, lr {t.lr:g} ({t.lr_schedule}), "
+        f"window {cfg.data.window}, {m.n_layers} layers × {m.channels} channels, "
+        f"{m.n_heads} heads, {m.cond_input} conditioning; change with --steps, --max-minutes, "
+        "--set"
+    )
     imputer = train_experiment(cfg, resume=args.resume, track=not args.no_tracking)
     h = imputer.history
     assert h is not None
     print(
-        f"trained {h.epochs[-1] if h.epochs else 0} epochs in "
-        f"{h.seconds[-1] if h.seconds else 0:.0f} s; best validation loss {h.best_valid:.4f} "
-        f"at epoch {h.best_epoch}; model in {cfg.output_dir}"
+        f"trained {h.steps[-1] if h.steps else 0} steps ({h.epochs[-1] if h.epochs else 0} "
+        f"rounds) in {h.seconds[-1] if h.seconds else 0:.0f} s; best validation loss "
+        f"{h.best_valid:.4f} at round {h.best_epoch}; model in {cfg.output_dir}"
     )
 
 
@@ -156,6 +185,7 @@ def cmd_impute(args: argparse.Namespace) -> None:
         sampler=args.sampler,
         steps=args.steps,
         time_grid=args.time_grid,
+        clip=False if args.no_clip else None,
         seed=args.seed,
         quantiles=args.quantiles,
         progress=True,
@@ -223,7 +253,7 @@ def cmd_data(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from csdi.demo import run_demo
 
-    run_demo(args.output, epochs=args.epochs, track=not args.no_tracking)
+    run_demo(args.output, steps=args.steps, track=not args.no_tracking)
 
 
 def cmd_forecast(args: argparse.Namespace) -> None:

@@ -30,8 +30,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {value}")
+    return value
+
+
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
-    """--samples, --sampler, --steps, --time-grid, --seed, --device (default: the model's)."""
+    """--samples, --sampler, --steps, --time-grid, --seed, --no-clip, --device (default: the
+    model's)."""
     p.add_argument("--samples", type=positive_int, help="samples per window (default: the model's)")
     p.add_argument("--sampler", choices=["ancestral", "sde", "ode", "ddim", "dpm_solver"])
     p.add_argument("--steps", type=positive_int, help="sampler steps")
@@ -41,4 +52,9 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
         help="sampler time grid (logsnr: uniform in log-SNR, for few-step samplers)",
     )
     p.add_argument("--seed", type=int, help="sampling seed")
+    p.add_argument(
+        "--no-clip",
+        action="store_true",
+        help="do not keep imputed values inside the range learned from the training data",
+    )
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="default: the model's")

@@ -29,13 +29,14 @@ class DataConfig:
     time_column: str | None = None
     layout: Literal["auto", "wide", "long"] = "auto"
     window: int = 48
-    stride: int | None = None  # None: window // 2 for own data
+    stride: int | None = None  # own data: training windows start every `stride` rows (None: 1)
     missing_ratio: float = 0.1  # held-out evaluation targets (physionet, synthetic)
     fold: int = 0  # pm25: CSDI's validindex (0 → month 1 validates)
     normalisation: Literal["all", "train"] = "all"
     n_windows: int = 1200  # synthetic only
     n_features: int = 6  # synthetic only
-    validation_fraction: float = 0.1  # own data: last windows kept for validation
+    validation_fraction: float = 0.1  # own data: the last rows, kept for validation
+    log_transform: Literal["auto", "none", "all"] = "auto"  # own data: scaling.fit_sensor_scaler
     horizon: int | None = None  # forecasting: steps to forecast (the last `horizon` of a window)
     context: int | None = None  # forecasting: history steps (None: the dataset's default)
     test_stride: int = 1  # forecasting: stride of validation/test windows (Informer: 1)
@@ -55,6 +56,7 @@ class ModelConfig:
     dropout: float = 0.1
     feature_subset: int | None = None
     attention: Literal["full", "linear"] = "full"
+    cond_input: Literal["masked", "interpolated"] = "masked"  # see NetworkConfig
 
 
 @dataclass(frozen=True)
@@ -68,19 +70,33 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """CSDI's training defaults plus EMA, best-validation checkpoint and resume."""
+    """CSDI's training defaults plus EMA, best-validation checkpoint, resume and budgets.
+
+    The run lasts `epochs` passes over the training windows, or `steps` optimizer steps when
+    set, and stops early after `max_minutes` of wall time. `lr_schedule`: "milestones" (CSDI:
+    ×0.1 at each fraction of the epochs or steps in `lr_milestones`) or "cosine" (linear warm-up
+    over `warmup_steps`, then cosine decay to `lr_min_factor`·lr over the budget, the budget
+    being the larger of the steps and the wall time used, so a time-limited run still anneals).
+    `validate_every`: steps between validations and checkpoints (None: once per epoch).
+    """
 
     epochs: int = 200
+    steps: int | None = None
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-6
+    lr_schedule: Literal["milestones", "cosine"] = "milestones"
     lr_milestones: tuple[float, ...] = (0.75, 0.9)  # fractions of the epochs; ×0.1 at each
+    warmup_steps: int = 0
+    lr_min_factor: float = 0.01
     ema_decay: float = 0.999
     masking: str = "random"
     seed: int = 0
     device: Literal["cpu", "cuda", "auto"] = "auto"
     max_minutes: float | None = None  # stop after this wall time (the best checkpoint is kept)
-    snapshot_every: int | None = None  # keep the EMA weights every N epochs (training curves)
+    validate_every: int | None = None
+    snapshot_every: int | None = None  # keep the EMA weights every N validations (curves)
+    snapshot_minutes: tuple[float, ...] = ()  # also keep them when these wall times are passed
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,7 @@ class SamplingConfig:
     seed: int = 0
     eta: float = 1.0  # ddim only
     time_grid: Literal["uniform", "quadratic", "logsnr"] = "uniform"  # samplers.make_time_grid
+    clip: bool = True  # keep x̂₀ inside the model's value bounds (csdi.diffusion.bounds)
 
 
 @dataclass(frozen=True)

@@ -31,37 +31,43 @@ DEMO_OVERRIDES = [
     "data.window=24",
     "data.n_windows=1500",
     "data.missing_ratio=0.5",
-    "train.epochs=20",
+    "model.n_heads=2",
+    "model.dropout=0",
+    "model.cond_input=interpolated",
+    "train.steps=3000",
+    "train.max_minutes=3",
     "train.batch_size=32",
-    "train.lr_milestones=0.6,0.85",
-    "train.ema_decay=0.995",
+    "train.lr_schedule=cosine",
+    "train.warmup_steps=100",
+    "train.validate_every=500",
     "train.device=auto",
     "sampling.n_samples=30",
-    "sampling.sampler=ancestral",
-    "sampling.steps=50",
+    "sampling.sampler=dpm_solver",
+    "sampling.steps=10",
+    "sampling.time_grid=logsnr",
 ]
 N_TEST = 40  # test windows imputed by the demo (× 30 samples × 50 steps: the costly part)
 
 
 def demo_config(
-    output: Path, epochs: int | None = None, overrides: tuple[str, ...] = ()
+    output: Path, steps: int | None = None, overrides: tuple[str, ...] = ()
 ) -> ExperimentConfig:
     items = [*DEMO_OVERRIDES, f"output_dir={output / 'model'}", *overrides]
-    if epochs is not None:
-        items.append(f"train.epochs={epochs}")
+    if steps is not None:
+        items.append(f"train.steps={steps}")
     return load_config(None, items)
 
 
 def run_demo(
     output: Path,
     *,
-    epochs: int | None = None,
+    steps: int | None = None,
     track: bool = True,
     n_test: int = N_TEST,
     overrides: tuple[str, ...] = (),
 ) -> dict[str, dict[str, float]]:
     """Train, impute `n_test` test windows, score against the oracle, plot; {method: metrics}."""
-    cfg = demo_config(output, epochs, overrides)
+    cfg = demo_config(output, steps, overrides)
     start = time.perf_counter()
     imputer = train_experiment(cfg, track=track)
     train_seconds = time.perf_counter() - start
@@ -91,11 +97,12 @@ def run_demo(
         "scores": scores,
         "train_seconds": train_seconds,
         "impute_seconds": impute_seconds,
-        "epochs": cfg.train.epochs,
+        "train_steps": imputer.history.steps[-1] if imputer.history and imputer.history.steps else 0,
         "n_test_windows": n_test,
         "n_samples": cfg.sampling.n_samples,
         "sampler": cfg.sampling.sampler,
-        "steps": cfg.sampling.steps,
+        "sampler_steps": cfg.sampling.steps,
+        "time_grid": cfg.sampling.time_grid,
     }
     write_text_atomic(json.dumps(summary, indent=2) + "\n", output / "demo_metrics.json")
     plot = _plot(output / "demo.png", test, samples, oracle)
@@ -105,7 +112,7 @@ def run_demo(
         f"{int(100 * cfg.data.missing_ratio)} % of test entries held out"
     )
     print(
-        f"trained {cfg.train.epochs} epochs in {train_seconds:.0f} s; "
+        f"trained {summary['train_steps']} steps in {train_seconds:.0f} s; "
         f"imputed {n_test} windows × {cfg.sampling.n_samples} samples in {impute_seconds:.0f} s"
     )
     print(

@@ -72,6 +72,7 @@ def cmd_forecast(args: argparse.Namespace) -> None:
         sampler=args.sampler,
         steps=args.steps,
         time_grid=args.time_grid,
+        clip=False if args.no_clip else None,
         seed=args.seed,
         quantiles=args.quantiles,
         progress=True,

@@ -176,6 +176,7 @@ class Forecaster:
         quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
         progress: bool = False,
         time_grid: str | None = None,
+        clip: bool | None = None,
     ) -> Forecast:
         """Samples of the `horizon` steps after each history ((T, K), frame, or (N, T, K)).
 
@@ -204,6 +205,7 @@ class Forecaster:
             quantiles=quantiles,
             progress=progress,
             time_grid=time_grid,
+            clip=clip,
         )
         samples = result.samples[:, :, self.context : self.context + h]  # (N, S, h, K)
         return Forecast(

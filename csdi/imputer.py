@@ -21,7 +21,8 @@ import torch
 from csdi import checkpoint
 from csdi.checkpoint import FORMAT_VERSION, CheckpointError
 from csdi.config import ExperimentConfig, SamplingConfig, from_dict, to_dict
-from csdi.data.windows import Scaler, WindowSet, fit_scaler, stitch, window_starts
+from csdi.data.scaling import Scaler, ValueBounds, fit_bounds, fit_sensor_scaler
+from csdi.data.windows import WindowSet, stitch, window_starts
 from csdi.diffusion.schedule import NoiseSchedule, get_schedule
 from csdi.inference import quantiles_of, sample_windows
 from csdi.nn.score_network import NetworkConfig, ScoreNetwork
@@ -109,6 +110,7 @@ class Imputer:
         self.network: ScoreNetwork | None = None
         self.schedule: NoiseSchedule = get_schedule(self.config.diffusion.schedule)
         self.scaler: Scaler | None = None
+        self.bounds: ValueBounds | None = None  # model units; None: unbounded (older models)
         self.feature_names: tuple[str, ...] = ()
         self.history: History | None = None
 
@@ -149,6 +151,7 @@ class Imputer:
         """
         torch.manual_seed(self.config.train.seed)  # parameter initialisation only
         self.scaler = scaler
+        self.bounds = fit_bounds(train.values, train.observed, scaler)
         self.feature_names = train.feature_names
         self.network = self._build(len(train.feature_names))
         self.schedule = get_schedule(self.config.diffusion.schedule)
@@ -182,20 +185,15 @@ class Imputer:
                 self._save_model(output_dir, tr)
             every = self.config.train.snapshot_every
             if every is not None and tr.epoch % every == 0:
-                # the EMA weights as they were at this epoch, for CRPS-against-time curves
-                checkpoint.save_atomic(
-                    {
-                        "network": tr.ema.module.state_dict(),
-                        "schedule": self.schedule.state_dict(),
-                        "epoch": tr.epoch,
-                        "train_seconds": tr.history.seconds[-1],
-                    },
-                    output_dir / "snapshots" / f"epoch_{tr.epoch:04d}.pt",
-                )
+                self._save_snapshot(tr, output_dir / "snapshots" / f"epoch_{tr.epoch:04d}.pt")
             save_training_state(tr, last)  # type: ignore[arg-type]
 
+        def on_mark(tr: Trainer, minutes: float) -> None:
+            if output_dir is not None:
+                self._save_snapshot(tr, output_dir / "snapshots" / f"minutes_{minutes:g}.pt")
+
         self.history = trainer.fit(
-            train, valid, on_epoch=on_epoch, progress=progress, patterns=patterns
+            train, valid, on_epoch=on_epoch, on_mark=on_mark, progress=progress, patterns=patterns
         )
         if output_dir is not None and (output_dir / "model.pt").is_file():
             self._load_weights(output_dir / "model.pt")  # the best-validation EMA weights
@@ -213,21 +211,20 @@ class Imputer:
     ) -> Imputer:
         """Fit on an array (N, L, K) with NaN, or a frame (rows = time) cut into windows."""
         if isinstance(data, pd.DataFrame):
-            from csdi.data.tabular import frame_to_windows
+            from csdi.data.tabular import train_valid_windows
 
-            window = self.config.data.window
-            stride = self.config.data.stride or max(1, window // 2)
-            windows, _ = frame_to_windows(data, window=window, stride=stride)
-            windows = replace(windows, cond=None)
-            n_valid = round(len(windows) * self.config.data.validation_fraction)
-            train_w = windows.subset(np.arange(len(windows) - n_valid))
-            valid_w = (
-                windows.subset(np.arange(len(windows) - n_valid, len(windows))) if n_valid else None
+            train_w, valid_w = train_valid_windows(
+                data,
+                window=self.config.data.window,
+                stride=self.config.data.stride or 1,
+                validation_fraction=self.config.data.validation_fraction,
             )
         else:
             train_w = replace(windows_from_array(data), cond=None)
             valid_w = replace(windows_from_array(valid), cond=None) if valid is not None else None
-        scaler = fit_scaler(train_w.values, train_w.observed)
+        scaler = fit_sensor_scaler(
+            train_w.values, train_w.observed, log_transform=self.config.data.log_transform
+        )
         self.fit_windows(
             normalise(train_w, scaler),
             None if valid_w is None else normalise(valid_w, scaler),
@@ -254,6 +251,7 @@ class Imputer:
             cfg,
             self.device,
             progress=progress,
+            bounds=self.bounds,
         )
         return res.samples, res.seconds, res.network_calls
 
@@ -268,13 +266,15 @@ class Imputer:
         quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
         progress: bool = False,
         time_grid: str | None = None,
+        clip: bool | None = None,
     ) -> Imputation:
         """Impute every missing entry; observed entries are returned exactly as given.
 
         Array input (N, L, K) → samples (N, S, L, K). Frame input (T rows, K columns) →
         samples (1, S, T, K): the frame is cut into overlapping windows of the training length and
         each row is taken from one window (`csdi.data.windows.stitch`). `sampler`, `steps`,
-        `seed` and `time_grid` (`csdi.diffusion.samplers.make_time_grid`) default to the config's.
+        `seed`, `time_grid` (`csdi.diffusion.samplers.make_time_grid`) and `clip` (keep x̂₀
+        inside the value bounds learned in training) default to the config's.
         """
         self._require_fitted()
         assert self.scaler is not None
@@ -286,6 +286,7 @@ class Imputer:
                 "steps": steps,
                 "seed": seed,
                 "time_grid": time_grid,
+                "clip": clip,
             }.items()
             if v is not None
         }
@@ -306,6 +307,8 @@ class Imputer:
         else:
             samples, seconds, calls = self.sample_normalised(scaled, cfg, progress=progress)
         values = self.scaler.inverse(samples)  # (N, S, L, K) data units
+        if self.bounds is not None and cfg.clip:  # exact in data units (0 stays 0)
+            values = self.bounds.clip_data(values)
         observed = windows.observed[:, None]
         values = np.where(observed, raw[:, None], values)  # observed entries bit-exact
         qs = quantiles_of(values, quantiles)
@@ -354,7 +357,21 @@ class Imputer:
             "config": to_dict(self.config),
             "feature_names": list(self.feature_names),
             "scaler": self.scaler.to_dict(),
+            "bounds": None if self.bounds is None else self.bounds.to_dict(),
         }
+
+    def _save_snapshot(self, trainer: Trainer, path: Path) -> None:
+        """The EMA weights as they are now, for CRPS-against-time curves (`--weights`)."""
+        checkpoint.save_atomic(
+            {
+                "network": trainer.ema.module.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "epoch": trainer.epoch,
+                "step": trainer.step,
+                "train_seconds": trainer.seconds,
+            },
+            path,
+        )
 
     def _save_model(self, directory: Path, trainer: Trainer | None = None) -> None:
         network = trainer.ema.module if trainer is not None else self._require_fitted()
@@ -403,6 +420,8 @@ class Imputer:
         imputer = cls(from_dict(ExperimentConfig, meta["config"]))
         imputer.feature_names = tuple(meta["feature_names"])
         imputer.scaler = Scaler.from_dict(meta["scaler"])
+        bounds = meta.get("bounds")
+        imputer.bounds = None if bounds is None else ValueBounds.from_dict(bounds)
         imputer.network = imputer._build(len(imputer.feature_names))
         imputer._load_weights(Path(weights) if weights is not None else path / "model.pt")
         return imputer

@@ -16,6 +16,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from csdi.config import SamplingConfig
+from csdi.data.scaling import ValueBounds
+from csdi.diffusion.bounds import ClippedPredictor, clip_targets
 from csdi.diffusion.conditioning import Conditioning, NoisePredictor
 from csdi.diffusion.samplers import sample
 from csdi.diffusion.schedule import NoiseSchedule
@@ -60,11 +62,14 @@ def sample_windows(
     device: torch.device,
     *,
     progress: bool = False,
+    bounds: ValueBounds | None = None,
 ) -> SampleResult:
     """Samples (N, S, L, K) of every window, batching windows so that B·S rows fit a chunk.
 
     values (N, L, K) normalised (anything on non-cond entries is ignored), cond_mask (N, L, K)
-    bool, timestamps (N, L). The same `cfg.seed` gives the same samples.
+    bool, timestamps (N, L). The same `cfg.seed` gives the same samples. With `bounds` (model
+    units) and `cfg.clip`, every sampler's x̂₀ and the samples stay inside them
+    (`csdi.diffusion.bounds`).
     """
     network.eval()
     n = values.shape[0]
@@ -83,6 +88,11 @@ def sample_windows(
         return predictor(z_t, t, cond)
 
     counted: NoisePredictor = count_calls
+    low = high = None
+    if bounds is not None and cfg.clip:
+        low = torch.as_tensor(bounds.low, dtype=torch.float32, device=device)
+        high = torch.as_tensor(bounds.high, dtype=torch.float32, device=device)
+        counted = ClippedPredictor(counted, schedule, low, high)
 
     out = np.empty((n, cfg.n_samples, *values.shape[1:]), dtype=np.float32)
     options: dict[str, Any] = {"eta": cfg.eta} if cfg.sampler == "ddim" else {}
@@ -108,6 +118,8 @@ def sample_windows(
             time_grid=cfg.time_grid,
             **options,
         )  # (B, S, K, L)
+        if low is not None and high is not None:
+            draws = clip_targets(draws, mask[:, None].bool(), low, high)
         out[lo:hi] = draws.transpose(-1, -2).cpu().numpy()  # (B, S, L, K)
     return SampleResult(samples=out, seconds=time.perf_counter() - start, network_calls=calls)
 

@@ -8,6 +8,7 @@ from the last checkpoint, a wall-time limit, and per-epoch tracking.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -74,7 +75,8 @@ class ModelBatch:
 class History:
     """Per-epoch figures of one training run."""
 
-    epochs: list[int] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)  # rounds (epochs, or validate_every steps)
+    steps: list[int] = field(default_factory=list)  # optimizer steps at each round's end
     train_loss: list[float] = field(default_factory=list)
     valid_loss: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)  # cumulative training wall time
@@ -102,13 +104,35 @@ def ema_with_warmup(decay: float) -> Callable[[ParamList, ParamList, Tensor | in
     return update
 
 
-def _lr_lambda(epochs: int, milestones: tuple[float, ...]) -> Callable[[int], float]:
-    marks = [int(m * epochs) for m in milestones]
-    return lambda epoch: 0.1 ** sum(epoch >= m for m in marks)
+def lr_factor(cfg: TrainConfig, step: int, progress: float, steps_per_epoch: int) -> float:
+    """Multiplier of the base learning rate before optimizer step `step` (0-based).
+
+    "milestones" (CSDI): ×0.1 at each fraction in `lr_milestones` of the epochs (counted in whole
+    epochs, as CSDI's MultiStepLR) or, when `steps` is set, of the steps. "cosine": linear
+    warm-up over `warmup_steps`, times ½(1 + cos π·progress) between 1 and `lr_min_factor`,
+    where `progress` ∈ [0, 1] is the share of the budget used (Loshchilov & Hutter 2017, SGDR).
+    """
+    if cfg.lr_schedule == "milestones":
+        if cfg.steps is None:
+            now, total = step // max(steps_per_epoch, 1), cfg.epochs
+        else:
+            now, total = step, cfg.steps
+        return 0.1 ** sum(now >= int(m * total) for m in cfg.lr_milestones)
+    if cfg.lr_schedule == "cosine":
+        warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+        p = min(max(progress, 0.0), 1.0)
+        low = cfg.lr_min_factor
+        return warm * (low + (1.0 - low) * 0.5 * (1.0 + math.cos(math.pi * p)))
+    raise ValueError(f"unknown lr_schedule {cfg.lr_schedule!r}; choose milestones or cosine")
 
 
 class Trainer:
-    """Owns the optimisation state of one run; `fit` trains, `state_dict` feeds resume."""
+    """Owns the optimisation state of one run; `fit` trains, `state_dict` feeds resume.
+
+    Training runs in rounds: a round is one epoch (a pass over the windows in a fresh random
+    order) or, with `validate_every`, that many steps; each round ends with a validation and the
+    `on_epoch` callback. `epoch` counts the rounds done, `step` the optimizer steps.
+    """
 
     def __init__(
         self,
@@ -134,14 +158,16 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
         )
-        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _lr_lambda(train_cfg.epochs, train_cfg.lr_milestones)
-        )
         self.ema = AveragedModel(
             network, multi_avg_fn=ema_with_warmup(train_cfg.ema_decay), use_buffers=True
         )
         self.generator = torch.Generator(device=device).manual_seed(train_cfg.seed)
         self.epoch = 0
+        self.step = 0
+        self.seconds = 0.0  # training wall time so far, across resumes
+        self.marks_done = 0  # how many of `snapshot_minutes` have been passed
+        self._order: Tensor | None = None  # the current pass's window order
+        self._cursor = 0
         self.history = History()
 
     # ------------------------------------------------------------------ state
@@ -152,17 +178,14 @@ class Trainer:
             "schedule": self.schedule.state_dict(),
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "lr_schedule": self.lr_schedule.state_dict(),
             "generator": self.generator.get_state(),
             "epoch": self.epoch,
-            "history": {
-                "epochs": h.epochs,
-                "train_loss": h.train_loss,
-                "valid_loss": h.valid_loss,
-                "seconds": h.seconds,
-                "best_epoch": h.best_epoch,
-                "best_valid": h.best_valid,
-            },
+            "step": self.step,
+            "seconds": self.seconds,
+            "marks_done": self.marks_done,
+            "order": self._order,
+            "cursor": self._cursor,
+            "history": dataclasses.asdict(h),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -170,10 +193,30 @@ class Trainer:
         self.schedule.load_state_dict(state["schedule"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.lr_schedule.load_state_dict(state["lr_schedule"])
         self.generator.set_state(state["generator"].cpu())
         self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.seconds = float(state["seconds"])
+        self.marks_done = int(state["marks_done"])
+        order = state["order"]
+        self._order = None if order is None else order.to(self.device)
+        self._cursor = int(state["cursor"])
         self.history = History(**state["history"])
+
+    # ------------------------------------------------------------------ budget
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimizer steps of the whole run: `steps`, else epochs × steps per epoch."""
+        return self.cfg.steps if self.cfg.steps is not None else self.cfg.epochs * steps_per_epoch
+
+    def progress(self, steps_per_epoch: int) -> float:
+        """Share of the budget used: the larger of the steps' and the wall time's."""
+        p = self.step / max(self.total_steps(steps_per_epoch), 1)
+        if self.cfg.max_minutes is not None:
+            p = max(p, self.seconds / (60.0 * self.cfg.max_minutes))
+        return p
+
+    def out_of_time(self) -> bool:
+        return self.cfg.max_minutes is not None and self.seconds >= 60.0 * self.cfg.max_minutes
 
     # ------------------------------------------------------------------ steps
     def _loss(
@@ -202,33 +245,65 @@ class Trainer:
             model, x0, cond, target, self.schedule, generator=generator, **self.objective_kwargs
         )
 
-    def train_epoch(self, data: ModelBatch, progress: bool) -> float:
+    def _next_batch(self, n: int) -> Tensor:
+        """Indices of the next batch; a new random order starts when the pass is used up."""
+        if self._order is None or self._cursor >= len(self._order):
+            self._order = torch.randperm(n, generator=self.generator, device=self.device)
+            self._cursor = 0
+        idx = self._order[self._cursor : self._cursor + self.cfg.batch_size]
+        self._cursor += len(idx)
+        return idx
+
+    def train_round(
+        self,
+        data: ModelBatch,
+        progress: bool,
+        on_mark: Callable[[Trainer, float], None] | None = None,
+    ) -> float:
+        """One round of steps (an epoch, or `validate_every` steps), cut short by the budget;
+        the mean training loss."""
         self.network.train()
         n = len(data)
-        order = torch.randperm(n, generator=self.generator, device=self.device)
-        batches = order.split(self.cfg.batch_size)
-        total = 0.0
-        bar = tqdm(
-            batches,
-            desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
-            leave=False,
-            disable=not progress,
+        per_epoch = math.ceil(n / self.cfg.batch_size)
+        left_in_pass = (
+            per_epoch
+            if self._order is None or self._cursor >= n
+            else math.ceil((n - self._cursor) / self.cfg.batch_size)
         )
-        for idx in bar:
-            loss = self._loss(self.network, data, idx, self.generator, use_protocol_cond=False)
+        length = self.cfg.validate_every or left_in_pass
+        length = min(length, self.total_steps(per_epoch) - self.step)
+        total, done = 0.0, 0
+        marks = self.cfg.snapshot_minutes
+        bar = tqdm(range(length), desc=f"round {self.epoch + 1}", leave=False, disable=not progress)
+        for _ in bar:
+            start = time.perf_counter()
+            factor = lr_factor(self.cfg, self.step, self.progress(per_epoch), per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cfg.lr * factor
+            loss = self._loss(
+                self.network, data, self._next_batch(n), self.generator, use_protocol_cond=False
+            )
             if not torch.isfinite(loss):
                 raise FloatingPointError(
-                    f"training loss became {loss.item()} at epoch {self.epoch + 1}"
+                    f"training loss became {loss.item()} at step {self.step + 1}"
                 )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.ema.update_parameters(self.network)
+            self.step += 1
+            done += 1
             total += loss.item()
+            self.seconds += time.perf_counter() - start
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        self.lr_schedule.step()
+            while self.marks_done < len(marks) and self.seconds >= 60.0 * marks[self.marks_done]:
+                if on_mark is not None:
+                    on_mark(self, marks[self.marks_done])
+                self.marks_done += 1
+            if self.out_of_time():
+                break
         self.epoch += 1
-        return total / max(len(batches), 1)
+        return total / max(done, 1)
 
     @torch.no_grad()
     def validate(self, data: ModelBatch, repeats: int = 3) -> float:
@@ -252,12 +327,16 @@ class Trainer:
         valid: WindowSet | None,
         *,
         on_epoch: Callable[[Trainer, float, float], None] | None = None,
+        on_mark: Callable[[Trainer, float], None] | None = None,
         progress: bool = True,
         patterns: np.ndarray | None = None,
     ) -> History:
-        """Train until `epochs` (or `max_minutes`); `on_epoch(trainer, train_loss, valid_loss)`
-        runs after each epoch (the caller saves checkpoints and logs there). `patterns`
-        (P, L, K) bool: missingness patterns for historical/mix masks (default: the batch's)."""
+        """Train until the step budget (`steps`, else `epochs`) or `max_minutes` is used up.
+
+        `on_epoch(trainer, train_loss, valid_loss)` runs after each round (the caller saves
+        checkpoints and logs there); `on_mark(trainer, minutes)` when training passes each of
+        `snapshot_minutes`. `patterns` (P, L, K) bool: missingness patterns for historical/mix
+        masks (default: the batch's)."""
         data = ModelBatch.from_windows(train, self.device)
         if patterns is not None:
             # (P, L, K) → (P, K, L), model layout
@@ -265,24 +344,32 @@ class Trainer:
                 np.ascontiguousarray(np.asarray(patterns, bool).transpose(0, 2, 1))
             ).to(self.device)
         vdata = ModelBatch.from_windows(valid, self.device) if valid is not None else None
-        start = time.perf_counter()
-        elapsed0 = self.history.seconds[-1] if self.history.seconds else 0.0
-        while self.epoch < self.cfg.epochs:
-            train_loss = self.train_epoch(data, progress)
+        per_epoch = math.ceil(len(data) / self.cfg.batch_size)
+        while self.step < self.total_steps(per_epoch) and not self.out_of_time():
+            train_loss = self.train_round(data, progress, on_mark)
+            start = time.perf_counter()
             valid_loss = self.validate(vdata) if vdata is not None else train_loss
+            self.seconds += time.perf_counter() - start
             h = self.history
             h.epochs.append(self.epoch)
+            h.steps.append(self.step)
             h.train_loss.append(train_loss)
             h.valid_loss.append(valid_loss)
-            h.seconds.append(elapsed0 + time.perf_counter() - start)
+            h.seconds.append(self.seconds)
             if valid_loss < h.best_valid:
                 h.best_valid, h.best_epoch = valid_loss, self.epoch
-            log.info("epoch %d: train %.4f valid %.4f", self.epoch, train_loss, valid_loss)
+            log.info(
+                "round %d (step %d, %.0f s): train %.4f valid %.4f",
+                self.epoch,
+                self.step,
+                self.seconds,
+                train_loss,
+                valid_loss,
+            )
             if on_epoch is not None:
                 on_epoch(self, train_loss, valid_loss)
-            if self.cfg.max_minutes is not None and h.seconds[-1] > 60 * self.cfg.max_minutes:
-                log.info("stopping after %.1f min (train.max_minutes)", h.seconds[-1] / 60)
-                break
+        if self.out_of_time():
+            log.info("stopped after %.1f min (train.max_minutes)", self.seconds / 60)
         return self.history
 
 

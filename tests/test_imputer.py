@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from csdi.checkpoint import CheckpointError
-from csdi.data.windows import fit_scaler
+from csdi.data.scaling import fit_sensor_scaler
 from csdi.imputer import Imputer, InputError, relative_time, windows_from_array
 from tests.conftest import sine_frame_values
 
@@ -80,7 +80,7 @@ def test_resume_continues_exactly(tiny_config, tmp_path) -> None:
     Imputer(one).fit(data, output_dir=tmp_path / "split", progress=False)  # stops after epoch 1
 
     w = replace(windows_from_array(data), cond=None)
-    scaler = fit_scaler(w.values, w.observed)
+    scaler = fit_sensor_scaler(w.values, w.observed)
     w = relative_time(replace(w, values=scaler.transform(w.values, w.observed)))
     resumed = Imputer(tiny_config)
     resumed.fit_windows(w, None, scaler, output_dir=tmp_path / "split", resume=True, progress=False)
@@ -102,3 +102,43 @@ def test_model_directory_errors(tiny_config, tmp_path) -> None:
     (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="written by csdi model format 999"):
         Imputer.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "dpm_solver", "ode", "ddim", "sde"])
+def test_conditioning_beyond_the_training_range_stays_inside_the_bounds(
+    tiny_config, sampler: str
+) -> None:
+    """Trained on values in (0, 2), imputing a window whose given values are in the thousands
+    (a drifted sensor): every sample of every missing entry stays inside the stored bounds,
+    which a non-negative column puts at exactly 0 below."""
+    data = np.abs(_windows(24, 12, 2, 0.3, seed=7))  # (24, 12, 2), ≥ 0
+    imputer = Imputer(tiny_config).fit(data, progress=False)
+    assert imputer.bounds is not None
+    b = imputer.bounds
+    assert b.data_low.tolist() == [0.0, 0.0] and np.all(b.data_high < 10.0)
+    drifted = 1000.0 * (1.0 + data[:3])  # observed values far above anything seen
+    drifted[:, 4:8, 0] = np.nan  # a gap to fill
+    result = imputer.impute(drifted, n_samples=8, sampler=sampler, steps=6)
+    missing = np.isnan(drifted)[:, None].repeat(8, axis=1)  # (N, S, L, K)
+    k_of = np.broadcast_to(np.arange(2), missing.shape)[missing]
+    imputed = result.samples[missing]
+    assert np.all(imputed >= b.data_low[k_of]) and np.all(imputed <= b.data_high[k_of])
+    observed = ~missing
+    assert np.array_equal(
+        result.samples[observed], np.broadcast_to(drifted[:, None], missing.shape)[observed]
+    )
+
+
+def test_training_in_steps_with_validation_rounds(tiny_config) -> None:
+    """7 steps with a validation every 3: rounds end at steps 3, 6 and 7, across epochs of 2
+    steps; a wall-time budget stops the run after the step that passes it."""
+    data = _windows(16, 12, 2, 0.3, seed=8)  # 16 windows, batch 8: 2 steps per epoch
+    cfg = replace(
+        tiny_config,
+        train=replace(tiny_config.train, steps=7, validate_every=3, lr_schedule="cosine"),
+    )
+    h = Imputer(cfg).fit(data, valid=data[:4], progress=False).history
+    assert h is not None and h.steps == [3, 6, 7] and h.epochs == [1, 2, 3]
+    timed = replace(cfg, train=replace(cfg.train, max_minutes=1e-9))
+    h = Imputer(timed).fit(data, progress=False).history
+    assert h is not None and h.steps == [1]

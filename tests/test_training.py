@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from csdi.training import _lr_lambda, ema_with_warmup
+from csdi.config import TrainConfig
+from csdi.training import ema_with_warmup, lr_factor
 
 
 def test_ema_warmup_forgets_the_initial_weights() -> None:
@@ -29,5 +30,22 @@ def test_ema_warmup_forgets_the_initial_weights() -> None:
 
 
 def test_lr_drops_tenfold_at_each_milestone() -> None:
-    f = _lr_lambda(200, (0.75, 0.9))
-    assert [f(e) for e in (0, 149, 150, 179, 180, 199)] == [1, 1, 0.1, 0.1, 0.1**2, 0.1**2]
+    """CSDI's MultiStepLR: by whole epochs (10 steps each here), or by steps when `steps` is set."""
+    cfg = TrainConfig(epochs=200, lr_milestones=(0.75, 0.9))
+    f = [lr_factor(cfg, 10 * e + 9, 0.0, 10) for e in (0, 149, 150, 179, 180, 199)]
+    assert f == [1, 1, 0.1, 0.1, 0.1**2, 0.1**2]
+    assert lr_factor(cfg, 1499, 0.0, 10) == 1 and lr_factor(cfg, 1500, 0.0, 10) == 0.1
+    by_steps = TrainConfig(steps=100, lr_milestones=(0.5,))
+    assert [lr_factor(by_steps, s, 0.0, 7) for s in (49, 50)] == [1, 0.1]
+
+
+def test_cosine_lr_warms_up_then_anneals_over_the_budget() -> None:
+    """Linear warm-up (step + 1)/W, then ½(1 + cos πp) between 1 and the floor: 1 at p = 0,
+    the midpoint at p = ½, the floor at p = 1 and beyond (a run past its time budget)."""
+    cfg = TrainConfig(lr_schedule="cosine", warmup_steps=10, lr_min_factor=0.01)
+    assert lr_factor(cfg, 0, 0.0, 1) == 0.1
+    assert lr_factor(cfg, 4, 0.0, 1) == 0.5
+    assert lr_factor(cfg, 20, 0.0, 1) == 1.0
+    assert math.isclose(lr_factor(cfg, 20, 0.5, 1), 0.01 + 0.99 * 0.5)
+    assert math.isclose(lr_factor(cfg, 20, 1.0, 1), 0.01)
+    assert math.isclose(lr_factor(cfg, 20, 3.0, 1), 0.01)

@@ -257,3 +257,28 @@ def frame_to_windows(
         feature_names=tuple(str(c) for c in frame.columns),
     )
     return windows, starts
+
+
+def train_valid_windows(
+    frame: pd.DataFrame, *, window: int, stride: int, validation_fraction: float
+) -> tuple[WindowSet, WindowSet | None]:
+    """Training windows from the earlier rows, validation windows from the last rows.
+
+    The last `validation_fraction` of the rows (at least one window's worth, when the fraction
+    is positive) are kept for validation, cut into windows every `window` rows; training windows
+    start every `stride` rows of the rest (stride 1: every start position, as CSDI trains PM2.5,
+    so a short file still yields many distinct windows). The two never share a row.
+    """
+    n_rows = len(frame)
+    if not 0.0 <= validation_fraction < 1.0:
+        raise DataError(f"validation_fraction must be in [0, 1); got {validation_fraction}")
+    n_valid = 0
+    if validation_fraction > 0:
+        n_valid = max(window, round(n_rows * validation_fraction))
+        if n_rows - n_valid < window:
+            n_valid = 0  # too short to hold out a window: train on all of it
+    train, _ = frame_to_windows(frame.iloc[: n_rows - n_valid], window=window, stride=stride)
+    if n_valid == 0:
+        return train, None
+    valid, _ = frame_to_windows(frame.iloc[n_rows - n_valid :], window=window, stride=window)
+    return train, valid

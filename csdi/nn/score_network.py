@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +29,7 @@ from torch.nn import functional as F
 
 from csdi.diffusion.conditioning import Conditioning
 from csdi.nn.embeddings import DiffusionTimeEmbedding, SideInformation, SideProjection
+from csdi.nn.interpolation import linear_fill
 from csdi.nn.transformer import (
     Attention,
     FeatureGroups,
@@ -46,6 +48,8 @@ class NetworkConfig:
     attention: "linear" makes the feature transformer linear attention (K in the hundreds);
         the time transformer stays full attention.
     time_scale: the diffusion time t ∈ [0, 1] is embedded as sinusoid(t · time_scale).
+    cond_input: "masked" (CSDI: the given values, 0 elsewhere) or "interpolated" (the given
+        values linearly interpolated along time, PriSTI's conditioning; see `linear_fill`).
     """
 
     n_features: int
@@ -60,6 +64,7 @@ class NetworkConfig:
     feature_subset: int | None = None
     attention: Attention = "full"
     time_scale: float = 50.0
+    cond_input: Literal["masked", "interpolated"] = "masked"
 
     def __post_init__(self) -> None:
         if self.n_features < 1:
@@ -72,6 +77,10 @@ class NetworkConfig:
             raise ValueError(f"feature_subset must be at least 1, got {self.feature_subset}")
         if self.attention not in ("full", "linear"):
             raise ValueError(f"attention must be 'full' or 'linear', got {self.attention!r}")
+        if self.cond_input not in ("masked", "interpolated"):
+            raise ValueError(
+                f"cond_input must be 'masked' or 'interpolated', got {self.cond_input!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,7 @@ class ConditionCache:
     """What the network derives from `cond` alone, reusable across sampling steps.
 
     given:       (B, K, L) bool, the `cond` mask
-    cond_values: (B, K, L) x where given, else 0
+    cond_values: (B, K, L) x where given, else 0 (or the interpolation, see `cond_input`)
     side:        every layer's side-information term, factored
     Valid only while the network's parameters are unchanged.
     """
@@ -173,6 +182,8 @@ class ScoreNetwork(nn.Module):
             timestamps = cond.timestamps
         given = cond.mask.bool()
         cond_values = torch.where(given, cond.x, 0.0)
+        if self.config.cond_input == "interpolated":
+            cond_values = linear_fill(cond_values, given)
         side = self.side_information(timestamps, given.to(cond_values.dtype))
         return ConditionCache(given=given, cond_values=cond_values, side=side)
 

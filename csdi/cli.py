@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config entry, e.g. --set train.epochs=10 (repeatable)",
     )
     p.add_argument("--time-column", help="own data: the time column (default: detected)")
+    p.add_argument(
+        "--drop-non-numeric",
+        action="store_true",
+        help="own data: drop text columns (named in a warning) instead of stopping",
+    )
     p.add_argument("--window", type=positive_int, help="own data: window length in steps")
     p.add_argument("--epochs", type=positive_int, help="passes over the training windows")
     p.add_argument("--steps", type=positive_int, help="optimizer steps (instead of epochs)")
@@ -124,6 +129,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         overrides += ["data.dataset=table", f"data.path={args.data}", f"name={args.data.stem}"]
         if args.time_column:
             overrides.append(f"data.time_column={args.time_column}")
+        if args.drop_non_numeric:
+            overrides.append("data.drop_non_numeric=true")
         if args.window:
             overrides.append(f"data.window={args.window}")
         if args.output is None:
@@ -177,7 +184,12 @@ def cmd_impute(args: argparse.Namespace) -> None:
         imputer.config = replace(
             imputer.config, train=replace(imputer.config.train, device=args.device)
         )
-    frame = read_table(args.input, time_column=args.time_column or imputer.config.data.time_column)
+    # the model takes its own feature columns; other text columns (labels, notes) are dropped
+    frame = read_table(
+        args.input,
+        time_column=args.time_column or imputer.config.data.time_column,
+        drop_non_numeric=True,
+    )
     s = imputer.config.sampling
     result = imputer.impute(
         frame,

@@ -28,6 +28,7 @@ class DataConfig:
     path: str | None = None  # own data: the CSV or parquet file
     time_column: str | None = None
     layout: Literal["auto", "wide", "long"] = "auto"
+    drop_non_numeric: bool = False  # own data: drop text columns (saying which) instead of failing
     window: int = 48
     stride: int | None = None  # own data: training windows start every `stride` rows (None: 1)
     missing_ratio: float = 0.1  # held-out evaluation targets (physionet, synthetic)

@@ -93,11 +93,12 @@ def run_demo(
         "csdi": M.evaluate(samples, test.values, test.targets),
         "oracle": M.evaluate(oracle, test.values, test.targets),
     }
+    history = imputer.history
     summary = {
         "scores": scores,
         "train_seconds": train_seconds,
         "impute_seconds": impute_seconds,
-        "train_steps": imputer.history.steps[-1] if imputer.history and imputer.history.steps else 0,
+        "train_steps": history.steps[-1] if history is not None and history.steps else 0,
         "n_test_windows": n_test,
         "n_samples": cfg.sampling.n_samples,
         "sampler": cfg.sampling.sampler,

@@ -111,7 +111,12 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
 
         if cfg.path is None:
             raise ValueError("data.path is required for dataset 'table' (use --data FILE)")
-        frame = read_table(cfg.path, time_column=cfg.time_column, layout=cfg.layout)
+        frame = read_table(
+            cfg.path,
+            time_column=cfg.time_column,
+            layout=cfg.layout,
+            drop_non_numeric=cfg.drop_non_numeric,
+        )
         stride = cfg.stride or 1
         raw_train, raw_valid = train_valid_windows(
             frame, window=cfg.window, stride=stride, validation_fraction=cfg.validation_fraction

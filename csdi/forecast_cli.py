@@ -62,8 +62,10 @@ def cmd_forecast(args: argparse.Namespace) -> None:
 
         cfg = forecaster.imputer.config
         forecaster.imputer.config = replace(cfg, train=replace(cfg.train, device=args.device))
-    frame = read_table(
-        args.input, time_column=args.time_column or forecaster.config.data.time_column
+    frame = read_table(  # the model takes its own feature columns; other text columns go
+        args.input,
+        time_column=args.time_column or forecaster.config.data.time_column,
+        drop_non_numeric=True,
     )
     result = forecaster.forecast(
         frame,

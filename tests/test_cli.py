@@ -235,3 +235,22 @@ def test_train_and_evaluate_a_config(tmp_path, capsys, monkeypatch) -> None:
     assert "energy_score" in record["metrics"]  # 3 samples: defined
     stored = json.loads((tmp_path / "r" / "synthetic" / "results.json").read_text())
     assert stored == [record]
+
+
+def test_train_drops_text_columns_on_request_and_impute_ignores_them(tmp_path, capsys) -> None:
+    """A sensor export with a label column: refused by default (the message names the flag),
+    trained with --drop-non-numeric; impute takes the model's columns and leaves the label."""
+    data = tmp_path / "labelled.csv"
+    frame = _csv(data)
+    frame.insert(1, "site", "north")
+    frame.to_csv(data, index=False)
+    argv = ["train", "--data", str(data), "--window", "16", "--no-tracking"]
+    argv += ["--output", str(tmp_path / "m")]
+    sets = [a for s in TINY for a in ("--set", s)]
+    _one_line_error(capsys, [*argv, *sets], "--drop-non-numeric")
+    assert main([*argv, "--drop-non-numeric", *sets]) == 0
+    assert "training for 2 epochs" in capsys.readouterr().out
+    out = tmp_path / "imputed.csv"
+    argv = ["impute", "--model", str(tmp_path / "m"), "--input", str(data), "--output", str(out)]
+    assert main([*argv, "--samples", "3", "--steps", "3"]) == 0
+    assert "site" not in pd.read_csv(out).columns

@@ -152,7 +152,8 @@ def _wide(path: Path, raw: pd.DataFrame, time_column: str | None, drop: bool) ->
     text = [c for c in features if _is_text_column(raw[c])]
     if text and not drop:
         raise DataError(
-            f"{path}: non-numeric columns {text}; remove them or pass drop_non_numeric=True"
+            f"{path}: non-numeric columns {text}; remove them, or drop them with "
+            "--drop-non-numeric (drop_non_numeric=True in Python)"
         )
     if text:
         logger.warning("%s: dropped non-numeric columns %s", path, text)

@@ -57,7 +57,7 @@ class ModelConfig:
     dropout: float = 0.1
     feature_subset: int | None = None
     attention: Literal["full", "linear"] = "full"
-    cond_input: Literal["masked", "interpolated"] = "masked"  # see NetworkConfig
+    cond_input: Literal["masked", "interpolated", "both"] = "masked"  # see NetworkConfig
 
 
 @dataclass(frozen=True)

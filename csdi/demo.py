@@ -33,7 +33,6 @@ DEMO_OVERRIDES = [
     "data.missing_ratio=0.5",
     "model.n_heads=2",
     "model.dropout=0",
-    "model.cond_input=interpolated",
     "train.steps=3000",
     "train.max_minutes=3",
     "train.batch_size=32",

@@ -97,7 +97,9 @@ def sample_windows(
     out = np.empty((n, cfg.n_samples, *values.shape[1:]), dtype=np.float32)
     options: dict[str, Any] = {"eta": cfg.eta} if cfg.sampler == "ddim" else {}
     start = time.perf_counter()
-    for lo in tqdm(range(0, n, per_batch), desc="sampling", disable=not progress, leave=False):
+    # disable=None: bars only on a terminal, never redrawn into a log file
+    bars = None if progress else True
+    for lo in tqdm(range(0, n, per_batch), desc="sampling", disable=bars, leave=False):
         hi = min(n, lo + per_batch)
         mask = torch.from_numpy(cond_mask[lo:hi].transpose(0, 2, 1).astype(np.float32)).to(device)
         x = torch.from_numpy(values[lo:hi].transpose(0, 2, 1).astype(np.float32)).to(device)

@@ -274,7 +274,8 @@ class Trainer:
         length = min(length, self.total_steps(per_epoch) - self.step)
         total, done = 0.0, 0
         marks = self.cfg.snapshot_minutes
-        bar = tqdm(range(length), desc=f"round {self.epoch + 1}", leave=False, disable=not progress)
+        bars = None if progress else True  # None: bars only on a terminal, not in a log file
+        bar = tqdm(range(length), desc=f"round {self.epoch + 1}", leave=False, disable=bars)
         for _ in bar:
             start = time.perf_counter()
             factor = lr_factor(self.cfg, self.step, self.progress(per_epoch), per_epoch)

@@ -48,8 +48,9 @@ class NetworkConfig:
     attention: "linear" makes the feature transformer linear attention (K in the hundreds);
         the time transformer stays full attention.
     time_scale: the diffusion time t ∈ [0, 1] is embedded as sinusoid(t · time_scale).
-    cond_input: "masked" (CSDI: the given values, 0 elsewhere) or "interpolated" (the given
-        values linearly interpolated along time, PriSTI's conditioning; see `linear_fill`).
+    cond_input: "masked" (CSDI: the given values, 0 elsewhere), "interpolated" (the given
+        values linearly interpolated along time, PriSTI's conditioning; see `linear_fill`) or
+        "both" (the two as separate input channels).
     """
 
     n_features: int
@@ -64,7 +65,7 @@ class NetworkConfig:
     feature_subset: int | None = None
     attention: Attention = "full"
     time_scale: float = 50.0
-    cond_input: Literal["masked", "interpolated"] = "masked"
+    cond_input: Literal["masked", "interpolated", "both"] = "masked"
 
     def __post_init__(self) -> None:
         if self.n_features < 1:
@@ -77,9 +78,9 @@ class NetworkConfig:
             raise ValueError(f"feature_subset must be at least 1, got {self.feature_subset}")
         if self.attention not in ("full", "linear"):
             raise ValueError(f"attention must be 'full' or 'linear', got {self.attention!r}")
-        if self.cond_input not in ("masked", "interpolated"):
+        if self.cond_input not in ("masked", "interpolated", "both"):
             raise ValueError(
-                f"cond_input must be 'masked' or 'interpolated', got {self.cond_input!r}"
+                f"cond_input must be 'masked', 'interpolated' or 'both', got {self.cond_input!r}"
             )
 
 
@@ -88,7 +89,8 @@ class ConditionCache:
     """What the network derives from `cond` alone, reusable across sampling steps.
 
     given:       (B, K, L) bool, the `cond` mask
-    cond_values: (B, K, L) x where given, else 0 (or the interpolation, see `cond_input`)
+    cond_values: (B, K, L, I) the conditioning input channels (see `cond_input`): x where
+                 given, else 0, and/or its interpolation
     side:        every layer's side-information term, factored
     Valid only while the network's parameters are unchanged.
     """
@@ -158,7 +160,8 @@ class ScoreNetwork(nn.Module):
             config.time_embedding_dim,
             config.feature_embedding_dim,
         )
-        self.input_projection = _conv1x1(2, c)
+        n_inputs = 3 if config.cond_input == "both" else 2
+        self.input_projection = _conv1x1(n_inputs, c)
         self.layers = nn.ModuleList(ResidualLayer(config) for _ in range(config.n_layers))
         self.output_hidden = _conv1x1(c, c)
         self.output_projection = nn.Linear(c, 1)
@@ -181,9 +184,13 @@ class ScoreNetwork(nn.Module):
         else:
             timestamps = cond.timestamps
         given = cond.mask.bool()
-        cond_values = torch.where(given, cond.x, 0.0)
-        if self.config.cond_input == "interpolated":
-            cond_values = linear_fill(cond_values, given)
+        masked = torch.where(given, cond.x, 0.0)
+        channels = {
+            "masked": [masked],
+            "interpolated": [linear_fill(masked, given)],
+            "both": [masked, linear_fill(masked, given)],
+        }[self.config.cond_input]
+        cond_values = torch.stack(channels, dim=-1)  # (B, K, L, I)
         side = self.side_information(timestamps, given.to(cond_values.dtype))
         return ConditionCache(given=given, cond_values=cond_values, side=side)
 
@@ -211,7 +218,7 @@ class ScoreNetwork(nn.Module):
         if cache is None:
             cache = self.precompute(cond)
         noisy = torch.where(cache.given, 0.0, z_t)
-        h = torch.stack([cache.cond_values, noisy], dim=-1)  # (B, K, L, 2)
+        h = torch.cat([cache.cond_values, noisy[..., None]], dim=-1)  # (B, K, L, I + 1)
         h = F.relu(self.input_projection(h))  # (B, K, L, C)
         diffusion_emb = self.diffusion_embedding(t)  # (B, E)
         groups = None

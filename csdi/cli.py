@@ -118,8 +118,8 @@ def _sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
-    from csdi.config import load_config
-    from csdi.experiment import OWN_DATA_DEFAULTS, train_experiment
+    from csdi.config import OWN_DATA_DEFAULTS, load_config
+    from csdi.experiment import train_experiment
 
     overrides: list[str] = []
     if args.data is not None:

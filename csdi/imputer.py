@@ -20,7 +20,7 @@ import torch
 
 from csdi import checkpoint
 from csdi.checkpoint import FORMAT_VERSION, CheckpointError
-from csdi.config import ExperimentConfig, SamplingConfig, from_dict, to_dict
+from csdi.config import ExperimentConfig, SamplingConfig, from_dict, own_data_config, to_dict
 from csdi.data.scaling import Scaler, ValueBounds, fit_bounds, fit_sensor_scaler
 from csdi.data.windows import WindowSet, stitch, window_starts
 from csdi.diffusion.schedule import NoiseSchedule, get_schedule
@@ -103,10 +103,11 @@ def normalise(w: WindowSet, scaler: Scaler) -> WindowSet:
 
 
 class Imputer:
-    """Conditional score-based diffusion imputer (CSDI) with the configuration `config`."""
+    """Conditional score-based diffusion imputer (CSDI) with the configuration `config`
+    (default: `own_data_config()`, the budget and settings `csdi train --data` uses)."""
 
     def __init__(self, config: ExperimentConfig | None = None):
-        self.config = config or ExperimentConfig()
+        self.config = config or own_data_config()
         self.network: ScoreNetwork | None = None
         self.schedule: NoiseSchedule = get_schedule(self.config.diffusion.schedule)
         self.scaler: Scaler | None = None

@@ -254,3 +254,19 @@ def test_train_drops_text_columns_on_request_and_impute_ignores_them(tmp_path, c
     argv = ["impute", "--model", str(tmp_path / "m"), "--input", str(data), "--output", str(out)]
     assert main([*argv, "--samples", "3", "--steps", "3"]) == 0
     assert "site" not in pd.read_csv(out).columns
+
+
+def test_train_in_steps_says_what_it_chose(tmp_path, capsys) -> None:
+    """No budget flag: the own-data defaults (steps and minutes) are printed; --steps and
+    --max-minutes replace them, and the run stops at the step budget."""
+    data = tmp_path / "series.csv"
+    _csv(data)
+    sets = [a for s in TINY if not s.startswith("train.epochs") for a in ("--set", s)]
+    argv = ["train", "--data", str(data), "--window", "16", "--no-tracking", *sets]
+    argv += ["--output", str(tmp_path / "m"), "--steps", "5", "--max-minutes", "3"]
+    argv += ["--set", "train.validate_every=2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "training for 5 steps or 3 minutes, whichever comes first" in out
+    assert "trained 5 steps (3 rounds)" in out
+    assert "--set" in out and "cosine" in out

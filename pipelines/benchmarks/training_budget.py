@@ -12,7 +12,8 @@ scores CRPS 0.234 / MAE 0.216 there with 20 samples of its 50-step sampler.
 
 Recipes (`RECIPES`): `csdi` is CSDI's recipe unchanged (its LR milestones at 75 / 90 % of 200
 epochs fall far beyond any CPU budget); `fast` is ours: 2 attention heads of width 32, no
-dropout, a cosine learning rate with warm-up that anneals within the budget. Results: reports/performance/training_budget.{json,md}.
+dropout, a cosine learning rate with warm-up that anneals within the budget.
+Results: reports/performance/training_budget.{json,md}.
 """
 
 from __future__ import annotations

@@ -135,6 +135,8 @@ def run_set(
         }
     )
     test = pd.read_csv(folder / "test.csv", index_col=0).to_numpy(dtype=float)[None]
+    linear = run_baseline("linear", test, n_samples=1, rng=np.random.default_rng(0))[0, 0]
+    band_plot(args.out / f"{ds.name}.png", ds.name, samples, linear, truth, test[0])
     train_vals = pd.read_csv(folder / "train.csv", index_col=0).to_numpy(dtype=float)[None]
     if not args.skip_baselines:
         for name in BASELINES:
@@ -160,6 +162,50 @@ def run_set(
     for r in records:
         append_record(results, r)
     return records
+
+
+def band_plot(
+    path: Path,
+    name: str,
+    samples: np.ndarray,
+    linear: np.ndarray,
+    truth: dict[str, np.ndarray],
+    visible: np.ndarray,
+) -> None:
+    """The longest hidden stretch of two columns, ±36 rows: truth, what the imputer saw, the
+    model's median with 50 / 90 % bands, and linear interpolation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hidden = truth["hidden"]
+    runs = []
+    for k in range(hidden.shape[1]):
+        run = best = end = 0
+        for i, h in enumerate(hidden[:, k]):
+            run = run + 1 if h else 0
+            if run > best:
+                best, end = run, i
+        runs.append((best, k, end))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.4))
+    for ax, (length, k, end) in zip(axes, sorted(runs, reverse=True)[:2], strict=False):
+        lo, hi = max(0, end - length - 36), min(hidden.shape[0], end + 37)
+        t = np.arange(lo, hi)
+        q = np.quantile(samples[:, lo:hi, k], [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
+        ax.fill_between(t, q[0], q[4], color="tab:blue", alpha=0.18, lw=0, label="csdi 90 %")
+        ax.fill_between(t, q[1], q[3], color="tab:blue", alpha=0.3, lw=0, label="csdi 50 %")
+        ax.plot(t, q[2], color="tab:blue", lw=1.2, label="csdi median")
+        ax.plot(t, linear[lo:hi, k], color="tab:orange", lw=1.0, ls=":", label="linear")
+        ax.plot(t, truth["values"][lo:hi, k], color="black", lw=0.8, ls="--", label="truth")
+        seen = ~np.isnan(visible[lo:hi, k])
+        ax.scatter(t[seen], visible[lo:hi, k][seen], color="black", s=8, zorder=3, label="given")
+        ax.set_title(f"{name}: column {k}, test rows {lo}–{hi - 1}")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def write_report(results: Path, report: Path) -> None:
@@ -202,7 +248,7 @@ def write_report(results: Path, report: Path) -> None:
                 f"{r.get('train_seconds', 0):.0f} | {r.get('impute_seconds', 0):.1f} |"
             )
         cmds = [r["command"] for r in rows if "command" in r]
-        lines += ["", *[f"`{c}`" for c in cmds], ""]
+        lines += ["", *[f"`{c}`" for c in cmds], "", f"![bands]({name}.png)", ""]
     report.write_text("\n".join(lines) + "\n")
 
 

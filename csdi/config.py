@@ -254,13 +254,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 #: measured best per CPU minute on held-out own-data files (reports/own_data).
 OWN_DATA_DEFAULTS: tuple[str, ...] = (
     "train.steps=4000",
+    "train.lr=3e-3",
     "train.max_minutes=8",
     "train.lr_schedule=cosine",
     "train.warmup_steps=100",
     "train.validate_every=250",
     "model.dropout=0",
     "model.n_heads=2",
-    "model.cond_input=interpolated",
+    "model.cond_input=both",
     "sampling.sampler=dpm_solver",
     "sampling.steps=10",
     "sampling.time_grid=logsnr",

@@ -36,6 +36,7 @@ DEMO_OVERRIDES = [
     "train.steps=3000",
     "train.max_minutes=3",
     "train.batch_size=32",
+    "train.lr=6e-3",
     "train.lr_schedule=cosine",
     "train.warmup_steps=100",
     "train.validate_every=500",

@@ -179,6 +179,8 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            # dropout draws from torch's global generator: resume must continue its stream too
+            "torch_rng": torch.get_rng_state(),
             "epoch": self.epoch,
             "step": self.step,
             "seconds": self.seconds,
@@ -194,6 +196,7 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
         self.seconds = float(state["seconds"])

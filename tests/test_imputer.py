@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from csdi import checkpoint
 from csdi.checkpoint import CheckpointError
 from csdi.data.scaling import fit_sensor_scaler
 from csdi.imputer import Imputer, InputError, relative_time, windows_from_array
@@ -72,24 +73,30 @@ def test_bad_array_input(tiny_config) -> None:
 
 
 def test_resume_continues_exactly(tiny_config, tmp_path) -> None:
-    """2 epochs in one go == 1 epoch, stop, resume for the 2nd (same weights to float precision)."""
+    """2 epochs (4 steps) in one go == 1 step, stopped by the wall-time budget in the middle of
+    the first epoch, then resumed for the other 3: the final weights, EMA and optimizer state in
+    `last.pt` agree to float precision. (The kept best-validation weights may differ: the rounds
+    they are chosen among end at other steps.)"""
     data = _windows(16, 12, 2, 0.3, seed=4)
     full = Imputer(tiny_config).fit(data, output_dir=tmp_path / "full", progress=False)
 
-    one = replace(tiny_config, train=replace(tiny_config.train, epochs=2, max_minutes=0.0))
-    Imputer(one).fit(data, output_dir=tmp_path / "split", progress=False)  # stops after epoch 1
+    one = replace(tiny_config, train=replace(tiny_config.train, epochs=2, max_minutes=1e-9))
+    split = Imputer(one).fit(data, output_dir=tmp_path / "split", progress=False)
+    assert split.history is not None and split.history.steps == [1]  # stopped mid-epoch
 
     w = replace(windows_from_array(data), cond=None)
     scaler = fit_sensor_scaler(w.values, w.observed)
     w = relative_time(replace(w, values=scaler.transform(w.values, w.observed)))
     resumed = Imputer(tiny_config)
     resumed.fit_windows(w, None, scaler, output_dir=tmp_path / "split", resume=True, progress=False)
-    assert resumed.history is not None and resumed.history.epochs == [1, 2]
-    assert full.network is not None and resumed.network is not None
-    for (name, a), b in zip(
-        full.network.state_dict().items(), resumed.network.state_dict().values(), strict=True
-    ):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=name)
+    assert resumed.history is not None and resumed.history.steps == [1, 2, 4]
+    a, b = (checkpoint.load(tmp_path / run / "last.pt") for run in ("full", "split"))
+    assert a["step"] == b["step"] == 4
+    for part in ("network", "ema"):
+        for name, value in a[part].items():
+            np.testing.assert_allclose(
+                value.numpy(), b[part][name].numpy(), atol=1e-6, err_msg=f"{part}.{name}"
+            )
 
 
 def test_model_directory_errors(tiny_config, tmp_path) -> None:

@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from csdi.cli_args import add_sampling_options, positive_float, positive_int, quantile_levels
+from csdi.cli_args import (
+    add_output_options,
+    add_sampling_options,
+    check_outputs,
+    positive_float,
+    positive_int,
+    quantile_levels,
+)
 
 log = logging.getLogger("csdi")
 
@@ -72,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples-output", type=Path, help="also write all samples (S, T, K) to .npz")
     p.add_argument("--time-column")
     add_sampling_options(p)
+    add_output_options(p)
 
     p = sub.add_parser("evaluate", help="the model's dataset test protocol → metrics.json")
     p.add_argument("--model", type=Path, required=True)
@@ -177,6 +185,8 @@ def cmd_impute(args: argparse.Namespace) -> None:
     from csdi.data.tabular import read_table
     from csdi.imputer import Imputer, imputation_frame
 
+    reads = [args.input, *args.model.glob("*")]
+    check_outputs([args.output, args.samples_output], reads, args.force)
     imputer = Imputer.load(args.model)
     if args.device:
         from dataclasses import replace

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger("csdi")
 
 
 def quantile_levels(text: str) -> tuple[float, ...]:
@@ -58,3 +62,29 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
         help="do not keep imputed values inside the range learned from the training data",
     )
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="default: the model's")
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    """--force: allow an output to replace a file the command reads."""
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="allow an output to replace a file this command reads (e.g. --output = --input)",
+    )
+
+
+def check_outputs(outputs: list[Path | None], reads: list[Path], force: bool) -> None:
+    """Refuse an output that is a file the command reads (the user's data would be lost),
+    unless `force`; say so when an output replaces another existing file."""
+    read = {r.resolve() for r in reads if r.exists()}
+    for out in outputs:
+        if out is None:
+            continue
+        target = out.resolve()
+        if target in read and not force:
+            raise ValueError(
+                f"{out} is also an input of this command; writing it would destroy the input "
+                "(choose another --output, or pass --force)"
+            )
+        if target.is_file():
+            log.warning("replacing the existing file %s", out)

@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from csdi.cli_args import add_sampling_options, positive_int, quantile_levels
+from csdi.cli_args import (
+    add_output_options,
+    add_sampling_options,
+    check_outputs,
+    positive_int,
+    quantile_levels,
+)
 
 
 def add_forecast_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -26,6 +32,7 @@ def add_forecast_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--quantiles", type=quantile_levels, default=(0.05, 0.5, 0.95))
     p.add_argument("--samples-output", type=Path, help="also write all samples (S, H, K) to .npz")
     p.add_argument("--time-column")
+    add_output_options(p)
     add_sampling_options(p)
     return p
 
@@ -56,6 +63,8 @@ def cmd_forecast(args: argparse.Namespace) -> None:
     from csdi.forecaster import Forecaster
     from csdi.imputer import quantile_frame
 
+    reads = [args.input, *args.model.glob("*")]
+    check_outputs([args.output, args.samples_output], reads, args.force)
     forecaster = Forecaster.load(args.model)
     if args.device:
         from dataclasses import replace

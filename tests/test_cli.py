@@ -270,3 +270,18 @@ def test_train_in_steps_says_what_it_chose(tmp_path, capsys) -> None:
     assert "training for 5 steps or 3 minutes, whichever comes first" in out
     assert "trained 5 steps (3 rounds)" in out
     assert "--set" in out and "cosine" in out
+
+
+def test_impute_refuses_to_overwrite_its_input(trained, tmp_path, capsys) -> None:
+    """--output = --input would lose the user's data: refused unless --force; the file is
+    untouched; with --force it is replaced (and the log says so)."""
+    data, _, model = trained
+    before = data.read_bytes()
+    argv = ["impute", "--model", str(model), "--input", str(data), "--output", str(data)]
+    argv += ["--samples", "2", "--steps", "2"]
+    _one_line_error(capsys, argv, "also an input of this command")
+    assert data.read_bytes() == before
+    into_model = ["impute", "--model", str(model), "--input", str(data), "--output"]
+    _one_line_error(capsys, [*into_model, str(model / "config.json")], "--force")
+    assert main([*argv, "--force"]) == 0
+    assert data.read_bytes() != before

@@ -78,7 +78,7 @@ def test_resume_continues_exactly(tiny_config, tmp_path) -> None:
     `last.pt` agree to float precision. (The kept best-validation weights may differ: the rounds
     they are chosen among end at other steps.)"""
     data = _windows(16, 12, 2, 0.3, seed=4)
-    full = Imputer(tiny_config).fit(data, output_dir=tmp_path / "full", progress=False)
+    Imputer(tiny_config).fit(data, output_dir=tmp_path / "full", progress=False)
 
     one = replace(tiny_config, train=replace(tiny_config.train, epochs=2, max_minutes=1e-9))
     split = Imputer(one).fit(data, output_dir=tmp_path / "split", progress=False)

@@ -29,9 +29,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[2]
 CSDI = [sys.executable, "-m", "csdi.cli"]
 REPORT = ROOT / "reports" / "performance" / "training_budget"
+#: CSDI's recipe traced on this CPU in an earlier session (1 thread, the other core loaded),
+#: scored with the `s10_ancestral10` protocol on the same 80 windows.
+EARLIER = ROOT / "reports" / "physionet_cpu_curve" / "physionet" / "results.json"
 
 RECIPES: dict[str, list[str]] = {
     "csdi": [],
@@ -106,7 +111,40 @@ def evaluate(run: Path, snapshot: Path, protocol: str, threads: int) -> dict[str
     }
 
 
+def earlier_reference() -> list[dict[str, Any]]:
+    """The CSDI-recipe points of `EARLIER` in this report's row format."""
+    if not EARLIER.is_file():
+        return []
+    rows = []
+    for r in json.loads(EARLIER.read_text()):
+        if (r["n_samples"], r["sampler"], r["steps"]) != (10, "ancestral", 10):
+            continue
+        rows.append(
+            {
+                "recipe": "csdi (reports/physionet_cpu_curve)",
+                "threads": 1,
+                "train_seconds": r["train_seconds"],
+                "step": 175 * r["epochs"],
+                "protocol": "s10_ancestral10",
+                "crps": r["metrics"]["crps"],
+                "mae": r["metrics"]["mae"],
+                "coverage_90": r["metrics"]["coverage_90"],
+            }
+        )
+    return rows
+
+
+def snapshot_step(recipe: str, snapshot: str) -> int | None:
+    """The optimizer step stored in a snapshot of runs/training_budget/RECIPE, if it is there."""
+    path = ROOT / "runs" / "training_budget" / recipe / "snapshots" / snapshot
+    return int(torch.load(path, weights_only=True)["step"]) if path.is_file() else None
+
+
 def write_report(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        if "step" not in r and "snapshot" in r:
+            r["step"] = snapshot_step(r["recipe"], r["snapshot"])
+    rows = rows + earlier_reference()
     lines = [
         "# Training budget: CRPS against training minutes on PhysioNet 10 % (this 2-core CPU)",
         "",
@@ -125,9 +163,10 @@ def write_report(rows: list[dict[str, Any]]) -> None:
             f"{r.get('step', '')} | {r['protocol']} | {r['crps']:.4f} | {r['mae']:.4f} | "
             f"{r['coverage_90']:.3f} |"
         )
-    commands = sorted({r["train_command"] for r in rows})
+    commands = sorted({r["train_command"] for r in rows if "train_command" in r})
     lines += ["", "Training commands:", "", *[f"    {c}" for c in commands], ""]
-    lines += [f"Machine: {rows[0]['machine']}." if rows else "", ""]
+    machines = sorted({r["machine"] for r in rows if "machine" in r})
+    lines += [f"Machine: {'; '.join(machines)}.", ""]
     REPORT.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

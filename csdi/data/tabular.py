@@ -1,13 +1,18 @@
 """The user's own series: a CSV (.csv, .csv.gz) or parquet file → a clean float frame → windows.
 
 Layouts: wide (a time column plus one column per feature) or long (time, variable, value).
-Blank / NA cells are missing. Anything else that is not a number is an error naming the file,
-column, value and line, never silently coerced; text columns are rejected (or dropped on request).
+The delimiter (`,`, `;`, tab, `|`) and a decimal comma are detected from the first lines, as
+spreadsheet exports need. Blank / NA cells are missing. Anything else that is not a number is
+an error naming the file, column, value and line, never silently coerced; text columns are
+rejected (or dropped on request).
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
 import logging
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +29,20 @@ VARIABLE_NAMES = ("variable", "feature", "parameter", "name")
 VALUE_NAMES = ("value",)
 
 
+def _sniff(path: Path) -> tuple[str, str]:
+    """(delimiter, decimal mark) of a CSV from its first lines: `,`, `;`, tab or `|`; a decimal
+    comma when the delimiter is not a comma and digits sit either side of a comma."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", errors="replace") as f:  # type: ignore[operator]
+        sample = "".join(line for _, line in zip(range(50), f, strict=False))
+    try:
+        sep = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        sep = ","  # one column, or nothing to tell by
+    decimal = "," if sep != "," and re.search(r"\d,\d", sample) else "."
+    return sep, decimal
+
+
 def _read_raw(path: Path) -> pd.DataFrame:
     """All cells as text (CSV) or as stored (parquet); NA tokens and blanks become NaN."""
     if not path.is_file():
@@ -31,7 +50,10 @@ def _read_raw(path: Path) -> pd.DataFrame:
     name = path.name.lower()
     try:
         if name.endswith((".csv", ".csv.gz")):
-            raw = pd.read_csv(path, dtype=str, skipinitialspace=True)
+            sep, decimal = _sniff(path)
+            raw = pd.read_csv(path, dtype=str, skipinitialspace=True, sep=sep)
+            if decimal == ",":  # cells are text here; numbers are parsed later
+                raw = raw.apply(lambda c: c.str.replace(",", ".", regex=False))
         elif name.endswith((".parquet", ".pq")):
             raw = pd.read_parquet(path)
             if not isinstance(raw.index, pd.RangeIndex):  # a stored index is the time column

@@ -115,3 +115,16 @@ def test_frame_to_windows_covers_the_series_and_stitches_back(tmp_path: Path) ->
         frame_to_windows(frame, window=30, stride=1)
     with pytest.raises(DataError, match="window must be at least 2"):
         frame_to_windows(frame, window=1, stride=1)
+
+
+def test_semicolon_csv_with_decimal_commas(tmp_path: Path) -> None:
+    """A European spreadsheet export: `;` between cells, `,` as the decimal mark."""
+    path = tmp_path / "export.csv"
+    path.write_text("time;a;b\n2024-01-01 00:00;1,5;2\n2024-01-01 01:00;;3,25\n")
+    frame = read_table(path)
+    assert list(frame.columns) == ["a", "b"]
+    np.testing.assert_array_equal(frame["a"].to_numpy(), [1.5, np.nan])
+    np.testing.assert_array_equal(frame["b"].to_numpy(), [2.0, 3.25])
+    tabs = tmp_path / "tabs.csv"
+    tabs.write_text("t\tx\n0\t1.5\n1\t2\n")
+    assert read_table(tabs)["x"].tolist() == [1.5, 2.0]

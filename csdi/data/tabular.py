@@ -33,7 +33,7 @@ def _sniff(path: Path) -> tuple[str, str]:
     """(delimiter, decimal mark) of a CSV from its first lines: `,`, `;`, tab or `|`; a decimal
     comma when the delimiter is not a comma and digits sit either side of a comma."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", errors="replace") as f:  # type: ignore[operator]
+    with opener(path, "rt", errors="replace") as f:
         sample = "".join(line for _, line in zip(range(50), f, strict=False))
     try:
         sep = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter

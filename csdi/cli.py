@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 import warnings
@@ -25,6 +26,7 @@ from csdi.cli_args import (
     positive_int,
     quantile_levels,
 )
+from csdi.progress import QUIET_ENV
 
 log = logging.getLogger("csdi")
 
@@ -35,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Probabilistic time-series imputation with conditional score-based diffusion.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="warnings and errors only, no progress bars"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -310,7 +315,10 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s")
+    if args.quiet:
+        os.environ[QUIET_ENV] = "1"
     for noisy in ("alembic", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")

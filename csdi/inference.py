@@ -22,6 +22,7 @@ from csdi.diffusion.conditioning import Conditioning, NoisePredictor
 from csdi.diffusion.samplers import sample
 from csdi.diffusion.schedule import NoiseSchedule
 from csdi.nn.score_network import ScoreNetwork
+from csdi.progress import bar_disable
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,7 @@ def sample_windows(
     out = np.empty((n, cfg.n_samples, *values.shape[1:]), dtype=np.float32)
     options: dict[str, Any] = {"eta": cfg.eta} if cfg.sampler == "ddim" else {}
     start = time.perf_counter()
-    # disable=None: bars only on a terminal, never redrawn into a log file
-    bars = None if progress else True
+    bars = bar_disable(progress)
     for lo in tqdm(range(0, n, per_batch), desc="sampling", disable=bars, leave=False):
         hi = min(n, lo + per_batch)
         mask = torch.from_numpy(cond_mask[lo:hi].transpose(0, 2, 1).astype(np.float32)).to(device)

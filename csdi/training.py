@@ -30,6 +30,7 @@ from csdi.data.windows import WindowSet
 from csdi.diffusion.conditioning import Conditioning
 from csdi.diffusion.losses import get_objective
 from csdi.diffusion.schedule import NoiseSchedule
+from csdi.progress import bar_disable
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,7 @@ class Trainer:
         length = min(length, self.total_steps(per_epoch) - self.step)
         total, done = 0.0, 0
         marks = self.cfg.snapshot_minutes
-        bars = None if progress else True  # None: bars only on a terminal, not in a log file
+        bars = bar_disable(progress)
         bar = tqdm(range(length), desc=f"round {self.epoch + 1}", leave=False, disable=bars)
         for _ in bar:
             start = time.perf_counter()

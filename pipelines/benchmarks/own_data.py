@@ -131,7 +131,7 @@ def run_set(
             "train_seconds": train_s,
             "impute_seconds": impute_s,
             "command": " && ".join(shlex.join(["csdi", *c[3:]]) for c in (rel, rel_imp)),
-            "train_log": train_out.strip().splitlines()[-1],
+            "train_log": train_out.strip().splitlines()[-1].replace(f"{ROOT}/", ""),
         }
     )
     test = pd.read_csv(folder / "test.csv", index_col=0).to_numpy(dtype=float)[None]

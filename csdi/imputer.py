@@ -422,7 +422,10 @@ class Imputer:
         imputer.feature_names = tuple(meta["feature_names"])
         imputer.scaler = Scaler.from_dict(meta["scaler"])
         bounds = meta.get("bounds")
-        imputer.bounds = None if bounds is None else ValueBounds.from_dict(bounds)
+        try:
+            imputer.bounds = None if bounds is None else ValueBounds.from_dict(bounds)
+        except (TypeError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"{meta_path}: unreadable value bounds ({e})") from None
         imputer.network = imputer._build(len(imputer.feature_names))
         imputer._load_weights(Path(weights) if weights is not None else path / "model.pt")
         return imputer

@@ -152,8 +152,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         overrides.append(f"train.epochs={args.epochs}")
     if args.steps:
         overrides.append(f"train.steps={args.steps}")
-    keys = [o.split("=", 1)[0].strip() for o in overrides[len(OWN_DATA_DEFAULTS) :]]
-    if args.data is not None and "train.epochs" in keys and "train.steps" not in keys:
+    asked = {s.split("=", 1)[0].strip() for s in args.set}
+    wants_epochs = bool(args.epochs) or "train.epochs" in asked
+    wants_steps = bool(args.steps) or "train.steps" in asked
+    if args.data is not None and wants_epochs and not wants_steps:
         overrides.append("train.steps=none")  # epochs asked for: the run is sized in epochs
     if args.max_minutes:
         overrides.append(f"train.max_minutes={args.max_minutes}")

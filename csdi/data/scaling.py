@@ -140,10 +140,8 @@ def fit_sensor_scaler(
             continue
         if log_transform == "all" or skewness(c) > LOG_SKEWNESS:
             log_scale[j] = float(np.quantile(positive, LOG_OFFSET_QUANTILE))
-    centre_scale = [
-        _robust_centre_scale(np.log1p(c / log_scale[j]) if log_scale[j] > 0 else c)
-        for j, c in enumerate(cols)
-    ]
+    logged = Scaler(np.zeros(len(cols)), np.ones(len(cols)), log_scale)._forward(values)
+    centre_scale = [_robust_centre_scale(c) for c in _columns(logged, observed)]
     return Scaler(
         mean=np.array([m for m, _ in centre_scale]),
         std=np.array([s for _, s in centre_scale]),

@@ -185,11 +185,9 @@ class ScoreNetwork(nn.Module):
             timestamps = cond.timestamps
         given = cond.mask.bool()
         masked = torch.where(given, cond.x, 0.0)
-        channels = {
-            "masked": [masked],
-            "interpolated": [linear_fill(masked, given)],
-            "both": [masked, linear_fill(masked, given)],
-        }[self.config.cond_input]
+        channels = [] if self.config.cond_input == "interpolated" else [masked]
+        if self.config.cond_input != "masked":
+            channels.append(linear_fill(masked, given))
         cond_values = torch.stack(channels, dim=-1)  # (B, K, L, I)
         side = self.side_information(timestamps, given.to(cond_values.dtype))
         return ConditionCache(given=given, cond_values=cond_values, side=side)

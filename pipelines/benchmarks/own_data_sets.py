@@ -64,10 +64,8 @@ def _hide(
 
 def _gaussian_series(
     name: str,
-    mean: np.ndarray,
     cov: np.ndarray,
     n_train: int,
-    n_test: int,
     scales: np.ndarray,
     offsets: np.ndarray,
     rng: np.random.Generator,
@@ -79,17 +77,20 @@ def _gaussian_series(
     window: int,
 ) -> OwnDataSet:
     """A stationary Gaussian series: training rows drawn independently of the test rows
-    (a long gap between the periods), the test part with its exact joint law (time-major)."""
+    (a long gap between the periods), the test part with its exact joint law: zero-mean with
+    covariance `cov` (D, D) over the test rows, time-major (D = T_test · K), then each column
+    scaled and offset."""
     k = len(scales)
+    d_test = cov.shape[0]
+    n_test = d_test // k
+    assert cov.shape == (d_test, d_test) and n_test * k == d_test
     chol = np.linalg.cholesky(cov)
-    d_test = n_test * k
-    assert cov.shape == (d_test, d_test)
     # training: independent stretches of the same process, each n_test long
     parts = []
     for _ in range(-(-n_train // n_test)):
-        parts.append((mean + chol @ rng.standard_normal(d_test)).reshape(n_test, k))
+        parts.append((chol @ rng.standard_normal(d_test)).reshape(n_test, k))
     train = np.concatenate(parts)[:n_train]
-    test = (mean + chol @ rng.standard_normal(d_test)).reshape(n_test, k)
+    test = (chol @ rng.standard_normal(d_test)).reshape(n_test, k)
     values = np.concatenate([train, test]) * scales + offsets  # (T, K) in column units
     miss = rng.random(values.shape) < train_missing
     miss[n_train:] = False
@@ -103,7 +104,7 @@ def _gaussian_series(
         frame=frame,
         n_train=n_train,
         hidden=hidden,
-        mean=mean * scale_d + np.tile(offsets, n_test),
+        mean=np.tile(offsets, n_test),
         cov=cov * np.outer(scale_d, scale_d),
         window=window,
     )
@@ -129,10 +130,8 @@ def gp_smooth(rng: np.random.Generator) -> OwnDataSet:
     cov = np.kron(_rbf(n_test, 4.0), _cross(k, rng))  # time-major: index t·K + k
     return _gaussian_series(
         "gp_smooth",
-        np.zeros(n_test * k),
         cov,
         4000,
-        n_test,
         np.array([1.0, 10.0, 100.0, 0.1, 1000.0]),
         np.array([0.0, 50.0, 1000.0, -3.0, 20000.0]),
         rng,
@@ -149,10 +148,8 @@ def gp_blocks(rng: np.random.Generator) -> OwnDataSet:
     cov = np.kron(_matern32(n_test, 6.0), _cross(k, rng))
     return _gaussian_series(
         "gp_blocks",
-        np.zeros(n_test * k),
         cov,
         4000,
-        n_test,
         np.array([1.0, 5.0, 0.5, 20.0]),
         np.array([10.0, 0.0, 2.0, 300.0]),
         rng,
@@ -181,10 +178,8 @@ def var1(rng: np.random.Generator) -> OwnDataSet:
         block = a @ block
     return _gaussian_series(
         "var1",
-        np.zeros(n_test * k),
         cov,
         6000,
-        n_test,
         np.array([1.0, 3.0, 30.0, 0.3]),
         np.array([0.0, 10.0, 100.0, 1.0]),
         rng,

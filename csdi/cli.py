@@ -91,8 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-windows", type=positive_int, help="evaluate only the first N test windows"
     )
-    p.add_argument("--chunk-size", type=positive_int, help="rows per network call")
-    p.add_argument("--eta", type=float, help="ddim only: 0 deterministic, 1 ancestral-like")
     p.add_argument("--samples-output", type=Path, help="write the first 8 windows' samples (.npz)")
     p.add_argument("--weights", type=Path, help="a weights file of the model (e.g. a snapshot)")
     p.add_argument("--reports", type=Path, default=Path("reports"))
@@ -121,8 +119,8 @@ def _sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "steps": args.steps,
         "time_grid": args.time_grid,
         "seed": args.seed,
-        "chunk_size": getattr(args, "chunk_size", None),
-        "eta": getattr(args, "eta", None),
+        "chunk_size": args.chunk_size,
+        "eta": args.eta,
         "clip": False if args.no_clip else None,
     }
     return {k: v for k, v in given.items() if v is not None}
@@ -214,6 +212,8 @@ def cmd_impute(args: argparse.Namespace) -> None:
         sampler=args.sampler,
         steps=args.steps,
         time_grid=args.time_grid,
+        eta=args.eta,
+        chunk_size=args.chunk_size,
         clip=False if args.no_clip else None,
         seed=args.seed,
         quantiles=args.quantiles,

@@ -45,8 +45,8 @@ def positive_float(text: str) -> float:
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
-    """--samples, --sampler, --steps, --time-grid, --seed, --no-clip, --device (default: the
-    model's)."""
+    """--samples, --sampler, --steps, --time-grid, --eta, --seed, --chunk-size, --no-clip,
+    --device (default: the model's)."""
     p.add_argument("--samples", type=positive_int, help="samples per window (default: the model's)")
     p.add_argument("--sampler", choices=["ancestral", "sde", "ode", "ddim", "dpm_solver"])
     p.add_argument("--steps", type=positive_int, help="sampler steps")
@@ -55,7 +55,13 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
         choices=["uniform", "quadratic", "logsnr"],
         help="sampler time grid (logsnr: uniform in log-SNR, for few-step samplers)",
     )
+    p.add_argument(
+        "--eta", type=float, help="ddim only: 0 deterministic (default), 1 the ancestral step"
+    )
     p.add_argument("--seed", type=int, help="sampling seed")
+    p.add_argument(
+        "--chunk-size", type=positive_int, help="rows (windows × samples) per network call"
+    )
     p.add_argument(
         "--no-clip",
         action="store_true",

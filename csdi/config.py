@@ -109,7 +109,7 @@ class SamplingConfig:
     n_samples: int = 100
     chunk_size: int | None = None
     seed: int = 0
-    eta: float = 1.0  # ddim only
+    eta: float = 0.0  # ddim only: 0 deterministic (DDIM), 1 the ancestral step
     time_grid: Literal["uniform", "quadratic", "logsnr"] = "uniform"  # samplers.make_time_grid
     clip: bool = True  # keep x̂₀ inside the model's value bounds (csdi.diffusion.bounds)
 

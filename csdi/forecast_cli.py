@@ -83,6 +83,8 @@ def cmd_forecast(args: argparse.Namespace) -> None:
         sampler=args.sampler,
         steps=args.steps,
         time_grid=args.time_grid,
+        eta=args.eta,
+        chunk_size=args.chunk_size,
         clip=False if args.no_clip else None,
         seed=args.seed,
         quantiles=args.quantiles,

@@ -176,6 +176,8 @@ class Forecaster:
         quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
         progress: bool = False,
         time_grid: str | None = None,
+        eta: float | None = None,
+        chunk_size: int | None = None,
         clip: bool | None = None,
     ) -> Forecast:
         """Samples of the `horizon` steps after each history ((T, K), frame, or (N, T, K)).
@@ -205,6 +207,8 @@ class Forecaster:
             quantiles=quantiles,
             progress=progress,
             time_grid=time_grid,
+            eta=eta,
+            chunk_size=chunk_size,
             clip=clip,
         )
         samples = result.samples[:, :, self.context : self.context + h]  # (N, S, h, K)

@@ -267,6 +267,8 @@ class Imputer:
         quantiles: tuple[float, ...] = DEFAULT_QUANTILES,
         progress: bool = False,
         time_grid: str | None = None,
+        eta: float | None = None,
+        chunk_size: int | None = None,
         clip: bool | None = None,
     ) -> Imputation:
         """Impute every missing entry; observed entries are returned exactly as given.
@@ -274,8 +276,9 @@ class Imputer:
         Array input (N, L, K) → samples (N, S, L, K). Frame input (T rows, K columns) →
         samples (1, S, T, K): the frame is cut into overlapping windows of the training length and
         each row is taken from one window (`csdi.data.windows.stitch`). `sampler`, `steps`,
-        `seed`, `time_grid` (`csdi.diffusion.samplers.make_time_grid`) and `clip` (keep x̂₀
-        inside the value bounds learned in training) default to the config's.
+        `seed`, `time_grid` (`csdi.diffusion.samplers.make_time_grid`), `eta` (ddim only),
+        `chunk_size` (rows per network call) and `clip` (keep x̂₀ inside the value bounds
+        learned in training) default to the config's.
         """
         self._require_fitted()
         assert self.scaler is not None
@@ -287,6 +290,8 @@ class Imputer:
                 "steps": steps,
                 "seed": seed,
                 "time_grid": time_grid,
+                "eta": eta,
+                "chunk_size": chunk_size,
                 "clip": clip,
             }.items()
             if v is not None

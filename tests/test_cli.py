@@ -285,3 +285,24 @@ def test_impute_refuses_to_overwrite_its_input(trained, tmp_path, capsys) -> Non
     _one_line_error(capsys, [*into_model, str(model / "config.json")], "--force")
     assert main([*argv, "--force"]) == 0
     assert data.read_bytes() != before
+
+
+def test_impute_ddim_defaults_to_deterministic_ddim_and_takes_eta(trained, tmp_path) -> None:
+    """`--sampler ddim` is DDIM (η = 0), not the ancestral step; `--eta 1` is the ancestral one."""
+    data, _, model = trained
+
+    def samples(name: str, *extra: str) -> np.ndarray:
+        npz = tmp_path / f"{name}.npz"
+        argv = ["impute", "--model", str(model), "--input", str(data)]
+        argv += ["--output", str(tmp_path / f"{name}.csv"), "--samples", "3", "--steps", "4"]
+        assert main([*argv, "--samples-output", str(npz), *extra]) == 0
+        with np.load(npz) as z:
+            return z["samples"]
+
+    ddim = samples("ddim", "--sampler", "ddim")
+    np.testing.assert_array_equal(ddim, samples("eta0", "--sampler", "ddim", "--eta", "0"))
+    ancestral = samples("ancestral", "--sampler", "ancestral")
+    np.testing.assert_allclose(
+        samples("eta1", "--sampler", "ddim", "--eta", "1"), ancestral, rtol=0, atol=1e-5
+    )
+    assert np.abs(ddim - ancestral).max() > 1e-3

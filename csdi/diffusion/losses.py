@@ -287,9 +287,11 @@ def fd_ssm_loss(
 ) -> Tensor:
     """Finite-difference SSM (Pang et al. 2020, eq. 9): two network evaluations, no double backward.
 
-    vᵀ∇(vᵀs) ≈ [vᵀs(z + δv) − vᵀs(z − δv)]/(2δ) and ½‖s(z)‖² ≈ ¼(‖s(z + δv)‖² + ‖s(z − δv)‖²),
-    both with O(δ²) error, so with the same t, z, v this tends to `ssm_loss` as δ → 0. Both
-    evaluations go through the network as one batch of 2B.
+    vᵀ∇(vᵀs) ≈ [vᵀs(z + hv) − vᵀs(z − hv)]/(2h) and ½‖s(z)‖² ≈ ¼(‖s(z + hv)‖² + ‖s(z − hv)‖²),
+    both with O(h²) error, so with the same t, z, v this tends to `ssm_loss` as δ → 0. The step
+    h = δ σ_t is relative to the noise level, the scale on which the score of p(z_t) varies
+    (an absolute step would be many σ_t wide near the data). Both evaluations go through the
+    network as one batch of 2B.
     """
     if delta <= 0:
         raise ValueError(f"fd_ssm_loss: delta must be positive, got {delta}")
@@ -297,13 +299,14 @@ def fd_ssm_loss(
         x0, target_mask, schedule, generator, antithetic, projection
     )
     b = x0.shape[0]
-    z_pm = torch.stack([z + delta * v, z - delta * v], dim=1).reshape(
+    step = delta * sigma  # (B, 1, 1)
+    z_pm = torch.stack([z + step * v, z - step * v], dim=1).reshape(
         2 * b, *z.shape[1:]
     )  # (2B, K, L)
     eps_hat = eps_model(z_pm, t.repeat_interleave(2), cond.repeat(2)).reshape(b, 2, *z.shape[1:])
     score = torch.where(target[:, None], eps_to_score(eps_hat, sigma[:, None]), 0.0)  # (B, 2, K, L)
     vs = (v[:, None] * score).flatten(2).sum(2)  # (B, 2)
-    div = (vs[:, 0] - vs[:, 1]) / (2.0 * delta)
+    div = (vs[:, 0] - vs[:, 1]) / (2.0 * step.flatten())
     sq = 0.25 * score.pow(2).flatten(1).sum(1)
     return _normalise(sigma.flatten() ** 2 * (div + sq), target)
 

@@ -11,8 +11,8 @@ entries clean through `cond`, and the returned tensor equals cond.x exactly ther
 The grid's last point t_M = 0 is never evaluated: the final step returns the denoised estimate
 x̂₀ = (z − σ ε̂)/α at the previous grid point (CSDI/DDPM's last step, a Euler step to σ/α = 0).
 Network evaluations per sample (NFE) for M steps:
-    ancestral M,   ddim M,   ode 2M − 1,   sde: euler M + 1 (M drift evaluations, one for x̂₀),
-    srk 9M + 1 (torchsde's SRID2 tableau), adaptive: data dependent.
+    ancestral M,   ddim M,   ode 2M − 1,   sde: euler M (M − 1 drift evaluations, one for x̂₀),
+    srk 9(M − 1) + 1 (torchsde's SRID2 tableau), adaptive: data dependent.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Final
 
 import torch
@@ -196,65 +197,61 @@ def sde(
     adaptive: bool = False,
     rtol: float = 1e-3,
     atol: float = 1e-3,
-    t_min: float | None = None,
     lam: float = 0.0,
 ) -> Tensor:
     """Reverse-time SDE (Song et al. 2021, eq. 6) integrated by `torchsde.sdeint`.
 
     The plug-in reverse process of `VPSDE.reverse` (λ = `lam`; 0: reverse SDE, 1: probability-flow
-    ODE) runs forward in s = 1 − t from t = ts[0] to t = t_min (default ts[−2], the last positive
-    grid point) in M steps of dt = (ts[0] − t_min)/M (the initial step if `adaptive`), with the
-    state flattened to (N, K·L). `method`: "euler" (Euler–Maruyama) or "srk" (strong order 1.5
-    Rößler SRK, needs space-time Lévy area). The Brownian motion is a `torchsde.BrownianInterval`
-    whose integer entropy is drawn from `generator`. Ends with x̂₀ at t_min. NFE (euler) = M + 1.
+    ODE) runs forward in s = 1 − t along the grid from t = ts[0] to the last positive grid point
+    t = ts[−2], one solver step per grid interval (so `time_grid` shapes the steps as it does for
+    the other samplers), with the state flattened to (N, K·L); `adaptive` instead lets torchsde
+    choose the steps between those ends, starting from the first interval. `method`: "euler"
+    (Euler–Maruyama) or "srk" (strong order 1.5 Rößler SRK, needs space-time Lévy area). One
+    `torchsde.BrownianInterval` spans the whole run; its integer entropy is drawn from
+    `generator`. Ends with x̂₀ at ts[−2]. NFE (euler) = M.
     """
     if method not in ("euler", "srk"):
         raise ValueError(f"unknown sde method {method!r}; choose one of ['euler', 'srk']")
     n = z.shape[0]
-    m = len(ts) - 1
-    t_max = float(ts[0])
-    t_end = float(ts[-2]) if t_min is None else float(t_min)
-    if not 0.0 < t_end < t_max:
-        raise ValueError(f"sde needs 0 < t_min < {t_max}, got {t_end}")
-
     tmask = (1.0 - cond.mask).to(z.dtype)
+    alpha, sigma, _ = _alpha_sigma(schedule, ts)
+    entropy = int(torch.randint(0, 2**31 - 1, (), generator=generator, device=generator.device))
+    s_grid = (1.0 - ts[:-1].to(torch.float64)).tolist()  # ascending s of the evaluated points
+    if len(s_grid) > 1:
 
-    def eps_fn(z_t: Tensor, t: Tensor) -> Tensor:
-        return _eps(eps_model, z_t, t[0], cond)
+        def eps_fn(z_t: Tensor, t: Tensor) -> Tensor:
+            return _eps(eps_model, z_t, t[0], cond)
 
-    reverse = VPSDE(schedule).reverse(eps_fn, tmask, lam=lam)
-    y0 = z.reshape(n, -1)  # (N, K·L)
-    # s grid in float64 and dt a hair above (s1 − s0)/M, so that rounding in torchsde's
-    # accumulated time never adds a tiny (M + 1)-th step; the last step is clipped to s1
-    s_grid = torch.tensor([1.0 - t_max, 1.0 - t_end], dtype=torch.float64, device=y0.device)
-    s0, s1 = s_grid.tolist()
-    dt = (s1 - s0) / m * (1.0 + 1e-9)
-    entropy = int(torch.randint(0, 2**31 - 1, (), generator=generator))
-    bm = torchsde.BrownianInterval(
-        t0=s0,
-        t1=s1,
-        size=tuple(y0.shape),
-        dtype=y0.dtype,
-        device=y0.device,
-        entropy=entropy,
-        levy_area_approximation="space-time" if method == "srk" else "none",
-    )
-    ys = torchsde.sdeint(
-        reverse,
-        y0,
-        s_grid,
-        bm=bm,
-        method=method,
-        dt=dt,
-        adaptive=adaptive,
-        rtol=rtol,
-        atol=atol,
-    )  # (2, N, K·L)
-    z_end = ys[-1].reshape(z.shape)  # (N, K, L)
-    t_last = torch.tensor(t_end, dtype=torch.float64, device=z.device)
-    alpha, sigma = schedule.alpha_sigma(t_last)
-    eps = _eps(eps_model, z_end, t_last, cond)
-    return _merge(cond, _x0(z_end, eps, float(alpha), float(sigma)))
+        reverse = VPSDE(schedule).reverse(eps_fn, tmask, lam=lam)
+        y = z.reshape(n, -1)  # (N, K·L)
+        bm = torchsde.BrownianInterval(
+            t0=s_grid[0],
+            t1=s_grid[-1],
+            size=tuple(y.shape),
+            dtype=y.dtype,
+            device=y.device,
+            entropy=entropy,
+            levy_area_approximation="space-time" if method == "srk" else "none",
+        )
+        spans = [(s_grid[0], s_grid[-1])] if adaptive else list(pairwise(s_grid))
+        for a, b in spans:
+            # dt a hair above the span, so that rounding never adds a tiny second step; torchsde
+            # clips the step to b. Adaptive: dt is the first grid interval, the initial step.
+            dt = (s_grid[1] - s_grid[0]) if adaptive else (b - a) * (1.0 + 1e-9)
+            span = torch.tensor([a, b], dtype=torch.float64, device=y.device)
+            y = torchsde.sdeint(
+                reverse,
+                y,
+                span,
+                bm=bm,
+                method=method,
+                dt=dt,
+                adaptive=adaptive,
+                rtol=rtol,
+                atol=atol,
+            )[-1]
+        z = y.reshape(z.shape)  # (N, K, L) at ts[−2]
+    return _last_x0(eps_model, z, ts, cond, alpha, sigma)
 
 
 @torch.no_grad()

@@ -8,7 +8,11 @@ CSDI's CRPS and MAE of the median in normalised units. The pretrained reference 
 scores CRPS 0.234 / MAE 0.216 there with 20 samples of its 50-step sampler.
 
     python pipelines/benchmarks/training_budget.py --recipe fast --minutes 60 --threads 1
+    python pipelines/benchmarks/training_budget.py --recipe fast --minutes 60 --score-only
     python pipelines/benchmarks/training_budget.py --report   # rewrite the .md from the .json
+
+Runs live in runs/training_budget/RECIPE_BUDGETmin (the cosine anneals over the budget, so a
+budget is its own run); a snapshot already scored with a protocol is not scored again.
 
 Recipes (`RECIPES`): `csdi` is CSDI's recipe unchanged (its LR milestones at 75 / 90 % of 200
 epochs fall far beyond any CPU budget); `fast` is ours: 2 attention heads of width 32, no
@@ -80,7 +84,10 @@ def _rel(argv: list[str]) -> str:
     return shlex.join(["csdi", *[a.replace(str(ROOT) + "/", "") for a in argv[len(CSDI) :]]])
 
 
-def train(recipe: str, minutes: float, marks: list[float], threads: int, run: Path) -> str:
+def train_argv(
+    recipe: str, minutes: float, marks: list[float], threads: int, run: Path
+) -> list[str]:
+    """`csdi train` for a recipe and budget, resuming the run when it has a checkpoint."""
     argv = [*CSDI, "train", "--config", str(ROOT / "pipelines" / "physionet_10.toml")]
     argv += ["--output", str(run), "--no-tracking", "--threads", str(threads)]
     argv += ["--set", f"train.max_minutes={minutes}"]
@@ -89,8 +96,7 @@ def train(recipe: str, minutes: float, marks: list[float], threads: int, run: Pa
         argv += ["--set", s]
     if (run / "last.pt").is_file():
         argv.append("--resume")
-    _run(argv, threads)
-    return _rel(argv)
+    return argv
 
 
 def evaluate(run: Path, snapshot: Path, protocol: str, threads: int) -> dict[str, Any]:
@@ -109,6 +115,10 @@ def evaluate(run: Path, snapshot: Path, protocol: str, threads: int) -> dict[str
         "impute_seconds": record["impute_seconds"],
         "command": _rel(argv),
     }
+
+
+def _key(row: dict[str, Any]) -> tuple[str, float, str, str]:
+    return (row["recipe"], row["budget_minutes"], row["snapshot"], row["protocol"])
 
 
 def earlier_reference() -> list[dict[str, Any]]:
@@ -134,16 +144,21 @@ def earlier_reference() -> list[dict[str, Any]]:
     return rows
 
 
-def snapshot_step(recipe: str, snapshot: str) -> int | None:
-    """The optimizer step stored in a snapshot of runs/training_budget/RECIPE, if it is there."""
-    path = ROOT / "runs" / "training_budget" / recipe / "snapshots" / snapshot
+def run_name(recipe: str, minutes: float) -> str:
+    """The run folder of a recipe trained for a budget: its cosine anneals over that budget."""
+    return f"{recipe}_{minutes:g}min"
+
+
+def snapshot_step(run: str, snapshot: str) -> int | None:
+    """The optimizer step stored in a snapshot of runs/training_budget/RUN, if it is there."""
+    path = ROOT / "runs" / "training_budget" / run / "snapshots" / snapshot
     return int(torch.load(path, weights_only=True)["step"]) if path.is_file() else None
 
 
 def write_report(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         if "step" not in r and "snapshot" in r:
-            r["step"] = snapshot_step(r["recipe"], r["snapshot"])
+            r["step"] = snapshot_step(run_name(r["recipe"], r["budget_minutes"]), r["snapshot"])
     rows = rows + earlier_reference()
     lines = [
         "# Training budget: CRPS against training minutes on PhysioNet 10 % (this 2-core CPU)",
@@ -154,12 +169,18 @@ def write_report(rows: list[dict[str, Any]]) -> None:
         "checkpoint scores CRPS 0.234 / MAE 0.216 there (20 samples, its 50-step sampler). "
         "Training minutes are wall time of the training process, validations included.",
         "",
-        "| recipe | threads | minutes | step | protocol | CRPS | MAE | coverage 90 % |",
-        "|---|---:|---:|---:|---|---:|---:|---:|",
+        "| recipe | budget min | threads | minutes | step | protocol "
+        "| CRPS | MAE | coverage 90 % |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
-    for r in sorted(rows, key=lambda r: (r["recipe"], r["protocol"], r["train_seconds"])):
+
+    def key(r: dict[str, Any]) -> tuple[str, float, str, float]:
+        return (r["recipe"], r.get("budget_minutes", 0.0), r["protocol"], r["train_seconds"])
+
+    for r in sorted(rows, key=key):
+        budget = r.get("budget_minutes", "")
         lines.append(
-            f"| {r['recipe']} | {r['threads']} | {r['train_seconds'] / 60:.1f} | "
+            f"| {r['recipe']} | {budget} | {r['threads']} | {r['train_seconds'] / 60:.1f} | "
             f"{r.get('step', '')} | {r['protocol']} | {r['crps']:.4f} | {r['mae']:.4f} | "
             f"{r['coverage_90']:.3f} |"
         )
@@ -179,35 +200,39 @@ def main() -> None:
     p.add_argument("--protocols", default=",".join(PROTOCOLS), help="comma-separated names")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "training_budget")
     p.add_argument("--report", action="store_true", help="only rewrite the Markdown")
+    p.add_argument(
+        "--score-only",
+        action="store_true",
+        help="score the snapshots already written (e.g. on the other core while training runs)",
+    )
     args = p.parse_args()
     path = REPORT.with_suffix(".json")
     rows: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
     if not args.report:
         marks = [float(m) for m in args.marks.split(",") if float(m) <= args.minutes]
-        run = args.runs / args.recipe
-        command = train(args.recipe, args.minutes, marks, args.threads, run)
-        machine = (
-            f"{platform.machine()}, {os.cpu_count()} cores, torch CPU, {args.threads} thread(s)"
-        )
+        run = args.runs / run_name(args.recipe, args.minutes)
+        argv = train_argv(args.recipe, args.minutes, marks, args.threads, run)
+        if not args.score_only:
+            _run(argv, args.threads)
         for mark in marks:
             snapshot = run / "snapshots" / f"minutes_{mark:g}.pt"
-            if not snapshot.is_file():
-                continue
             for protocol in [q for q in args.protocols.split(",") if q]:
+                key = (args.recipe, args.minutes, snapshot.name, protocol)
+                rows = json.loads(path.read_text()) if path.is_file() else []
+                if not snapshot.is_file() or any(_key(r) == key for r in rows):
+                    continue
                 row = evaluate(run, snapshot, protocol, args.threads)
                 row.update(
                     recipe=args.recipe,
+                    budget_minutes=args.minutes,
                     threads=args.threads,
-                    train_command=command,
-                    machine=machine,
+                    train_command=_rel([a for a in argv if a != "--resume"]),
+                    machine=f"{platform.machine()}, {os.cpu_count()} cores, torch CPU, "
+                    f"{args.threads} thread(s)",
                     date=time.strftime("%Y-%m-%d"),
                 )
-                rows = [
-                    r
-                    for r in rows
-                    if (r["recipe"], r["snapshot"], r["protocol"])
-                    != (row["recipe"], row["snapshot"], row["protocol"])
-                ]
+                # re-read: a --score-only process may have added rows meanwhile
+                rows = json.loads(path.read_text()) if path.is_file() else []
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -320,3 +320,19 @@ def test_bad_arguments_raise() -> None:
         ssm_loss(_identity, x0, cond, x0, schedule, generator=gen, projection="bad")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="delta"):
         fd_ssm_loss(_identity, x0, cond, x0, schedule, generator=gen, delta=0.0)
+
+
+def test_fd_ssm_step_is_relative_to_the_noise_level(problem: Problem) -> None:
+    """A model whose output varies on the scale σ_t (as the true score of p(z_t) does near the
+    data): the default δ stays a small fraction of σ_t at every t, so FD-SSM ≈ SSM there too."""
+    schedule = problem.schedule
+
+    def model(z_t: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+        sigma = schedule.alpha_sigma(t)[1][:, None, None]
+        return torch.tanh(z_t / sigma)
+
+    args = (model, problem.x, problem.cond, problem.target, schedule)
+    for seed in range(4):  # t uniform: some windows near σ_t ≈ 1e-3 in every batch
+        ref = ssm_loss(*args, generator=torch.Generator().manual_seed(seed)).detach()
+        fd = fd_ssm_loss(*args, generator=torch.Generator().manual_seed(seed)).detach()
+        assert abs(float(fd - ref)) < 1e-3 * abs(float(ref)), (float(fd), float(ref))

@@ -121,6 +121,7 @@ def _sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "chunk_size": args.chunk_size,
         "eta": args.eta,
+        "precision": args.precision,
         "clip": False if args.no_clip else None,
     }
     return {k: v for k, v in given.items() if v is not None}
@@ -214,6 +215,7 @@ def cmd_impute(args: argparse.Namespace) -> None:
         time_grid=args.time_grid,
         eta=args.eta,
         chunk_size=args.chunk_size,
+        precision=args.precision,
         clip=False if args.no_clip else None,
         seed=args.seed,
         quantiles=args.quantiles,

@@ -45,8 +45,8 @@ def positive_float(text: str) -> float:
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
-    """--samples, --sampler, --steps, --time-grid, --eta, --seed, --chunk-size, --no-clip,
-    --device (default: the model's)."""
+    """--samples, --sampler, --steps, --time-grid, --eta, --precision, --seed, --chunk-size,
+    --no-clip, --device (default: the model's)."""
     p.add_argument("--samples", type=positive_int, help="samples per window (default: the model's)")
     p.add_argument("--sampler", choices=["ancestral", "sde", "ode", "ddim", "dpm_solver"])
     p.add_argument("--steps", type=positive_int, help="sampler steps")
@@ -57,6 +57,11 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--eta", type=float, help="ddim only: 0 deterministic (default), 1 the ancestral step"
+    )
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        help="of the network calls: fp32, or bf16 autocast (the sampler stays fp32)",
     )
     p.add_argument("--seed", type=int, help="sampling seed")
     p.add_argument(

@@ -85,6 +85,7 @@ def cmd_forecast(args: argparse.Namespace) -> None:
         time_grid=args.time_grid,
         eta=args.eta,
         chunk_size=args.chunk_size,
+        precision=args.precision,
         clip=False if args.no_clip else None,
         seed=args.seed,
         quantiles=args.quantiles,

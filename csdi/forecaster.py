@@ -178,6 +178,7 @@ class Forecaster:
         time_grid: str | None = None,
         eta: float | None = None,
         chunk_size: int | None = None,
+        precision: str | None = None,
         clip: bool | None = None,
     ) -> Forecast:
         """Samples of the `horizon` steps after each history ((T, K), frame, or (N, T, K)).
@@ -209,6 +210,7 @@ class Forecaster:
             time_grid=time_grid,
             eta=eta,
             chunk_size=chunk_size,
+            precision=precision,
             clip=clip,
         )
         samples = result.samples[:, :, self.context : self.context + h]  # (N, S, h, K)

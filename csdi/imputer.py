@@ -269,6 +269,7 @@ class Imputer:
         time_grid: str | None = None,
         eta: float | None = None,
         chunk_size: int | None = None,
+        precision: str | None = None,
         clip: bool | None = None,
     ) -> Imputation:
         """Impute every missing entry; observed entries are returned exactly as given.
@@ -277,8 +278,9 @@ class Imputer:
         samples (1, S, T, K): the frame is cut into overlapping windows of the training length and
         each row is taken from one window (`csdi.data.windows.stitch`). `sampler`, `steps`,
         `seed`, `time_grid` (`csdi.diffusion.samplers.make_time_grid`), `eta` (ddim only),
-        `chunk_size` (rows per network call) and `clip` (keep x̂₀ inside the value bounds
-        learned in training) default to the config's.
+        `chunk_size` (rows per network call), `precision` of the network calls ("fp32" or
+        "bf16", `csdi.nn.precision`) and `clip` (keep x̂₀ inside the value bounds learned in
+        training) default to the config's.
         """
         self._require_fitted()
         assert self.scaler is not None
@@ -292,6 +294,7 @@ class Imputer:
                 "time_grid": time_grid,
                 "eta": eta,
                 "chunk_size": chunk_size,
+                "precision": precision,
                 "clip": clip,
             }.items()
             if v is not None

@@ -19,8 +19,10 @@ from csdi.config import SamplingConfig
 from csdi.data.scaling import ValueBounds
 from csdi.diffusion.bounds import ClippedPredictor, clip_targets
 from csdi.diffusion.conditioning import Conditioning, NoisePredictor
+from csdi.diffusion.noise import WindowNoise
 from csdi.diffusion.samplers import sample
 from csdi.diffusion.schedule import NoiseSchedule
+from csdi.nn.precision import network_precision
 from csdi.nn.score_network import ScoreNetwork
 from csdi.progress import bar_disable
 
@@ -68,13 +70,15 @@ def sample_windows(
     """Samples (N, S, L, K) of every window, batching windows so that B·S rows fit a chunk.
 
     values (N, L, K) normalised (anything on non-cond entries is ignored), cond_mask (N, L, K)
-    bool, timestamps (N, L). The same `cfg.seed` gives the same samples. With `bounds` (model
+    bool, timestamps (N, L). Window i draws from its own stream seeded by (`cfg.seed`, i)
+    (`csdi.diffusion.noise.WindowNoise`), so the same seed gives the same samples whatever the
+    chunk size (`sde` aside: torchsde's Brownian motion spans a batch). `cfg.precision`: of
+    the network calls only (`csdi.nn.precision`). With `bounds` (model
     units) and `cfg.clip`, every sampler's x̂₀ and the samples stay inside them
     (`csdi.diffusion.bounds`).
     """
     network.eval()
     n = values.shape[0]
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
     rows = chunk_rows(cfg.chunk_size, values.shape[2], values.shape[1])
     per_batch = windows_per_batch(cfg.n_samples, rows)
     calls = 0
@@ -86,7 +90,8 @@ def sample_windows(
     def count_calls(z_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         nonlocal calls
         calls += 1
-        return predictor(z_t, t, cond)
+        with network_precision(cfg.precision, device):
+            return predictor(z_t, t, cond).to(z_t.dtype)  # the sampler's arithmetic stays fp32
 
     counted: NoisePredictor = count_calls
     low = high = None
@@ -115,7 +120,7 @@ def sample_windows(
             sampler=cfg.sampler,
             steps=cfg.steps,
             n_samples=cfg.n_samples,
-            generator=generator,
+            generator=WindowNoise(cfg.seed, lo, hi - lo, cfg.n_samples, device),
             chunk_size=inner_chunk,
             time_grid=cfg.time_grid,
             **options,

@@ -28,6 +28,7 @@ import torchsde
 from torch import Tensor
 
 from csdi.diffusion.conditioning import Conditioning, NoisePredictor
+from csdi.diffusion.noise import NoiseSource, randn_like, random_integer
 from csdi.diffusion.parameterization import eps_to_x0
 from csdi.diffusion.schedule import NoiseSchedule
 from csdi.diffusion.sde import VPSDE
@@ -38,12 +39,6 @@ TIME_GRIDS: Final = ("uniform", "quadratic", "logsnr")
 #: Last evaluated time of the "logsnr" grid: CSDI's smallest noise level on csdi_quad (n = 1).
 LOGSNR_T_LAST: Final = 1.0 / 50.0
 _NOT_OPTIONS: Final = ("eps_model", "z", "ts", "cond", "generator", "schedule")
-
-
-def _randn(like: Tensor, generator: torch.Generator) -> Tensor:
-    """Standard normal shaped like `like`, drawn on the generator's device, then moved."""
-    out = torch.randn(like.shape, generator=generator, dtype=like.dtype, device=generator.device)
-    return out.to(like.device)
 
 
 def _merge(cond: Conditioning, x0: Tensor) -> Tensor:
@@ -93,7 +88,7 @@ def ancestral(
     z: Tensor,
     ts: Tensor,
     cond: Conditioning,
-    generator: torch.Generator,
+    generator: NoiseSource,
     *,
     schedule: NoiseSchedule,
 ) -> Tensor:
@@ -111,7 +106,7 @@ def ancestral(
         eps = _eps(eps_model, z, ts[i], cond)
         c = -math.expm1(float(gamma[i + 1] - gamma[i]))
         z = torch.add(z, eps, alpha=-c * sigma[i]).mul_(alpha[i + 1] / alpha[i])  # posterior mean
-        z.add_(_randn(z, generator), alpha=math.sqrt(c) * sigma[i + 1]).mul_(tmask)
+        z.add_(randn_like(z, generator), alpha=math.sqrt(c) * sigma[i + 1]).mul_(tmask)
     return _last_x0(eps_model, z, ts, cond, alpha, sigma)
 
 
@@ -121,7 +116,7 @@ def ddim(
     z: Tensor,
     ts: Tensor,
     cond: Conditioning,
-    generator: torch.Generator,
+    generator: NoiseSource,
     *,
     schedule: NoiseSchedule,
     eta: float = 0.0,
@@ -146,7 +141,7 @@ def ddim(
         b = (math.sqrt(sigma[i + 1] ** 2 - var) - r * sigma[i]) / r
         z = torch.add(z, eps, alpha=b).mul_(r)
         if var > 0.0:
-            z.add_(_randn(z, generator), alpha=math.sqrt(var))
+            z.add_(randn_like(z, generator), alpha=math.sqrt(var))
         z.mul_(tmask)
     return _last_x0(eps_model, z, ts, cond, alpha, sigma)
 
@@ -157,7 +152,7 @@ def ode(
     z: Tensor,
     ts: Tensor,
     cond: Conditioning,
-    generator: torch.Generator,
+    generator: NoiseSource,
     *,
     schedule: NoiseSchedule,
 ) -> Tensor:
@@ -190,7 +185,7 @@ def sde(
     z: Tensor,
     ts: Tensor,
     cond: Conditioning,
-    generator: torch.Generator,
+    generator: NoiseSource,
     *,
     schedule: NoiseSchedule,
     method: str = "euler",
@@ -215,7 +210,7 @@ def sde(
     n = z.shape[0]
     tmask = (1.0 - cond.mask).to(z.dtype)
     alpha, sigma, _ = _alpha_sigma(schedule, ts)
-    entropy = int(torch.randint(0, 2**31 - 1, (), generator=generator, device=generator.device))
+    entropy = random_integer(generator)
     s_grid = (1.0 - ts[:-1].to(torch.float64)).tolist()  # ascending s of the evaluated points
     if len(s_grid) > 1:
 
@@ -260,7 +255,7 @@ def dpm_solver(
     z: Tensor,
     ts: Tensor,
     cond: Conditioning,
-    generator: torch.Generator,
+    generator: NoiseSource,
     *,
     schedule: NoiseSchedule,
 ) -> Tensor:
@@ -393,7 +388,7 @@ def sample(
     sampler: str = "ancestral",
     steps: int = 50,
     n_samples: int = 1,
-    generator: torch.Generator,
+    generator: NoiseSource,
     chunk_size: int | None = None,
     time_grid: str | Tensor = "uniform",
     **options: object,
@@ -405,6 +400,7 @@ def sample(
     (default: all). The start is z₁ ~ N(0, I) on target entries (the VP prior), drawn first from
     `generator`; then the sampler (`SAMPLERS`, with its `options`) runs on the grid
     `make_time_grid(steps, time_grid, schedule)`. Cond entries of the result equal cond.x exactly.
+    `generator` may be a `WindowNoise` (one stream per window, `csdi.diffusion.noise`).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
@@ -420,7 +416,7 @@ def sample(
     ts = make_time_grid(steps, time_grid, schedule).to(cond.x.device)
     b, k, l = cond.x.shape
     rep = cond.repeat(n_samples)  # batch B·S, sample-minor
-    z = _randn(rep.x, generator) * (1.0 - rep.mask).to(rep.x.dtype)  # (B·S, K, L)
+    z = randn_like(rep.x, generator) * (1.0 - rep.mask).to(rep.x.dtype)  # (B·S, K, L)
     model = eps_model if chunk_size is None else _Chunked(eps_model, chunk_size)
     out = fn(model, z, ts, rep, generator, schedule=schedule, **options)  # (B·S, K, L)
     return out.reshape(b, n_samples, k, l)  # (B, S, K, L)

@@ -22,13 +22,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 Attention = Literal["full", "linear"]
+
+
+#: Longest sequence for which bf16 attention on a CPU is computed by two batched matmuls rather
+#: than the fused kernel (the fused CPU kernel is 3.5× slower on K = 6 features in bf16,
+#: reports/performance/precision.md).
+SHORT_SEQUENCE: Final = 16
+
+
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
+    """softmax(q kᵀ/√d) v with the softmax in fp32; q, k, v (N, H, S, d) → (N, H, S, d).
+
+    key_mask (N, 1, 1, S) bool, True where a key takes part (as `F.scaled_dot_product_attention`).
+    """
+    scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5  # (N, H, S, S)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask, float("-inf"))
+    return torch.softmax(scores, dim=-1).to(v.dtype) @ v
 
 
 def linear_attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
@@ -87,8 +104,13 @@ class TransformerLayer(nn.Module):
         n = x.shape[0]
         q, k, v = self.in_proj(x).view(n, s, 3, h, d).permute(2, 0, 3, 1, 4)  # 3 × (N, H, S, d)
         mask = None if key_mask is None else key_mask.reshape(n, 1, 1, s)  # (N, 1, 1, S)
-        if self.attention == "full":
-            p = self.dropout if self.training else 0.0
+        p = self.dropout if self.training else 0.0
+        short_bf16_cpu = (
+            q.dtype == torch.bfloat16 and q.device.type == "cpu" and s <= SHORT_SEQUENCE
+        )
+        if self.attention == "full" and short_bf16_cpu and p == 0.0:
+            a = explicit_attention(q, k, v, mask)
+        elif self.attention == "full":
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         else:
             a = linear_attention(q, k, v, mask)

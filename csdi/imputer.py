@@ -165,6 +165,9 @@ class Imputer:
             horizon=self.config.data.horizon,
         )
         last = output_dir / "last.pt" if output_dir is not None else None
+        for folder in [] if output_dir is None else [output_dir, output_dir / "snapshots"]:
+            for stale in checkpoint.remove_stale_temporaries(folder):
+                log.info("removed %s, left by an interrupted write", stale)
         if resume and last is not None and last.is_file():
             trainer.load_state_dict(checkpoint.load(last, map_location=self.device))
             log.info("resumed from %s at epoch %d", last, trainer.epoch)

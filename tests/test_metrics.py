@@ -27,11 +27,7 @@ from csdi.metrics import (
     rmse,
 )
 
-FIXTURES = Path(
-    os.environ.get(
-        "CSDI_FIXTURES_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
-    )
-)
+FIXTURES = Path(os.environ.get("CSDI_FIXTURES_DIR", Path(__file__).resolve().parent / "fixtures"))
 GOLDEN = FIXTURES / "crps_golden.npz"
 STD_NORMAL = NormalDist()
 

@@ -1,4 +1,5 @@
-"""Where the real data and the golden fixtures live (CI sets CSDI_DATA_DIR=../shared/data)."""
+"""Where the real data (CI sets CSDI_DATA_DIR=../shared/data) and the golden fixtures
+(tests/fixtures, or CSDI_FIXTURES_DIR) live."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    path = Path(os.environ.get("CSDI_FIXTURES_DIR", REPO.parent / "shared" / "fixtures"))
+    path = Path(os.environ.get("CSDI_FIXTURES_DIR", REPO / "tests" / "fixtures"))
     if not (path / "physionet_protocol_seed1.npz").is_file():
         pytest.skip(f"golden fixture physionet_protocol_seed1.npz not found under {path}")
     return path

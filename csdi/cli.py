@@ -104,10 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_baselines_parser(sub)
     add_report_parser(sub)
 
-    p = sub.add_parser("data", help="benchmark datasets: list or verify")
-    p.add_argument("action", choices=["list", "verify"])
-    p.add_argument("names", nargs="*", help="verify only these (e.g. etth1 pm25); default: all")
+    p = sub.add_parser("data", help="benchmark datasets: list, verify or fetch")
+    p.add_argument("action", choices=["list", "verify", "fetch"])
+    p.add_argument(
+        "names", nargs="*", help="datasets (e.g. etth1 pm25); verify: default all; fetch: required"
+    )
     p.add_argument("--data-dir", type=Path, help="default: $CSDI_DATA_DIR or data/raw")
+    p.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="fetch: download from URL/<path in the data dir> (a mirror) instead of the sources",
+    )
     return parser
 
 
@@ -272,6 +279,11 @@ def cmd_data(args: argparse.Namespace) -> None:
                 print(f"  config: data.dataset = {' | '.join(ds.loaded_as)}")
             for f in ds.files:
                 print(f"  {directory / f.path}")
+        return
+    if args.action == "fetch":
+        from csdi.data.fetch import fetch_command
+
+        fetch_command(args.names, directory, base_url=args.base_url)
         return
     problems = verify(directory, args.names or None)
     for line in problems:

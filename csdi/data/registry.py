@@ -1,7 +1,9 @@
 """Known benchmark datasets: what each is, its protocol, and the raw files it needs.
 
-Checksums are the SHA-256 of the files as distributed (see the data README); `verify` names
-every missing or altered file and where to obtain it.
+Checksums are the SHA-256 of the files as distributed (see data/README.md); `verify` names
+every missing or altered file and where to obtain it, and `csdi.data.fetch` downloads a file
+from its `url`: the raw-download address of the public snapshot that holds these exact bytes,
+or "" where none does (the file was repacked, gzip-recompressed or derived here).
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class DataFile:
-    """One raw file: path relative to the data directory, its SHA-256 and where to get it."""
+    """One raw file: path relative to the data directory, its SHA-256 and where to get it.
+
+    `url` gives exactly these bytes ("" if no public URL does; `source` then says how the file
+    was made from its public source)."""
 
     path: str
     sha256: str
     source: str
+    url: str
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,8 @@ class DatasetInfo:
 _CSDI_RDE = "GitHub yunxichu/CSDI-RDE @ 22e9d725cac3d5b66132296ff1c7e922984297d4"
 _ETT = "GitHub zhouhaoyi/ETDataset @ 1d16c8f4 (ETT-small/), gzip-compressed"
 _ETTM = "GitHub ljnvs/HiCR-Mamba @ d472c100 datasets/ETT-small/ (identical to zhouhaoyi/ETDataset)"
+_HICR = "ljnvs/HiCR-Mamba/d472c100956ed4373e9ca3700481ce88f8f1e4dd/datasets/ETT-small"
+_RAW = "https://raw.githubusercontent.com"
 
 DATASETS: dict[str, DatasetInfo] = {
     "physionet2012": DatasetInfo(
@@ -45,11 +53,14 @@ DATASETS: dict[str, DatasetInfo] = {
                 "abcd119bae0f9f98d5e63b7bce5b2d37c64328e7c1acacab3836d17787d841df",
                 f"{_CSDI_RDE}, data/physio/set-a/*.txt packed as set-a/<RecordID>.txt "
                 "(original: physionet.org/content/challenge-2012/1.0.0/)",
+                "",  # a tarball rebuilt from the repository's 4000 files
             ),
             DataFile(
                 "physionet2012/Outcomes-a.txt",
                 "2613ea60ccda29f87571a7d6b09ad130858a8ccd66325bd073365925026883c2",
                 "GitHub AbdelrahmanManz/ICU-Mortality-Predictor @ 7037a4f8, Outcomes-a.txt",
+                f"{_RAW}/AbdelrahmanManz/ICU-Mortality-Predictor/"
+                "7037a4f84275e146be51bae44ceaa11e687269b8/Outcomes-a.txt",
             ),
         ),
     ),
@@ -62,22 +73,27 @@ DATASETS: dict[str, DatasetInfo] = {
                 "pm25_stmvl/pm25_ground.txt.gz",
                 "6fc82641ea627003abe0edfb79eb3bac15bf704b530513f2e236f16e46d50ab6",
                 f"{_CSDI_RDE}, data/pm25/Code/STMVL/SampleData/pm25_ground.txt, gzip-compressed",
+                "",
             ),
             DataFile(
                 "pm25_stmvl/pm25_missing.txt.gz",
                 "b6b0c8b2e50d4351c66c42de04de8b8d3c093083d5299deff7b4652f6d2ea208",
                 f"{_CSDI_RDE}, data/pm25/Code/STMVL/SampleData/pm25_missing.txt, gzip-compressed",
+                "",
             ),
             DataFile(
                 "pm25_stmvl/pm25_latlng.txt",
                 "7e33dc58c12b3c85fd474cccc9ae09196dc6abcbb1ce36e4d05f402489c39a12",
                 f"{_CSDI_RDE}, data/pm25/Code/STMVL/SampleData/pm25_latlng.txt",
+                f"{_RAW}/yunxichu/CSDI-RDE/22e9d725cac3d5b66132296ff1c7e922984297d4/"
+                "data/pm25/Code/STMVL/SampleData/pm25_latlng.txt",
             ),
             DataFile(
                 "pm25_stmvl/pm25_train_meanstd.csv",
                 "243c2145902c3abbf70d24ec47770627a769a8a3454377d864a48250c5b8a262",
                 "derived: per-station mean and sample std of pm25_ground.txt over months "
-                "1, 2, 4, 5, 7, 8, 10, 11 (see the data README)",
+                "1, 2, 4, 5, 7, 8, 10, 11 (see data/README.md)",
+                "",
             ),
         ),
     ),
@@ -90,21 +106,25 @@ DATASETS: dict[str, DatasetInfo] = {
                 "ett/ETTh1.csv.gz",
                 "3c56c865b8f6fc9b760a07f055ff8a993d3cf2a747235dc382b98821ed35f029",
                 _ETT,
+                "",
             ),
             DataFile(
                 "ett/ETTh2.csv.gz",
                 "a549927e8cd45bd1c20a8ec51529cd037bf6da38fe37c2ba3dc0e9c8446d6cb5",
                 _ETT,
+                "",
             ),
             DataFile(
                 "ett/ETTm1.csv.gz",
                 "ca45123028f1acad120b5f971ca64594746aa9b881d56cdff589ee9aa6cdbd8f",
                 _ETTM,
+                f"{_RAW}/{_HICR}/ETTm1.csv.gz",
             ),
             DataFile(
                 "ett/ETTm2.csv.gz",
                 "40da2dc79c8f7140eab4f3456debdf85fe8baca5d626280f1ba50181be8ae4ed",
                 _ETTM,
+                f"{_RAW}/{_HICR}/ETTm2.csv.gz",
             ),
         ),
     ),
@@ -117,6 +137,8 @@ DATASETS: dict[str, DatasetInfo] = {
                 "6a4fbb561dcdee43f071a83badbeec9223a335552278348656738b556f1c2e9d",
                 "GitHub laiguokun/multivariate-time-series-data @ 7f402f18, "
                 "exchange_rate/exchange_rate.txt.gz",
+                f"{_RAW}/laiguokun/multivariate-time-series-data/"
+                "7f402f185cc2435b5e66aed13a3b560ed142e023/exchange_rate/exchange_rate.txt.gz",
             ),
         ),
     ),
@@ -129,6 +151,8 @@ DATASETS: dict[str, DatasetInfo] = {
                 "exchange_rate/exchange_rate_nips.tar.gz",
                 "83f3cf364ae7854b0a74ef9825c47b8314896de820de877fd466cdffd94027d1",
                 "GitHub isenilov/gluon-ts branch mv_release @ 442bd4ff, "
+                "datasets/exchange_rate_nips.tar.gz",
+                f"{_RAW}/isenilov/gluon-ts/442bd4ffffa4a0fcf9ae7aa25db9632fbe58a7ea/"
                 "datasets/exchange_rate_nips.tar.gz",
             ),
         ),

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import socket
+import sqlite3
+import time
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from csdi.config import load_config
 from csdi.experiment import train_experiment
+from csdi.tracking import HTTP_LIMITS
 from tests.conftest import TINY, sine_frame_values
 
 
@@ -62,3 +69,48 @@ def test_tracking_failure_warns_and_training_goes_on(tmp_path, monkeypatch) -> N
         imputer = train_experiment(cfg, progress=False)
     assert imputer.history is not None and len(imputer.history.epochs) == 2
     assert (tmp_path / "model" / "model.pt").is_file()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train_warns_once(cfg) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        imputer = train_experiment(cfg, progress=False)
+    tracking = [w for w in caught if "MLflow tracking disabled" in str(w.message)]
+    assert len(tracking) == 1, [str(w.message) for w in caught]
+    assert imputer.history is not None and len(imputer.history.epochs) == 2
+    model = cfg.output_dir
+    for name in ("model.pt", "last.pt", "config.json", "experiment.json"):
+        assert (Path(model) / name).is_file(), name
+
+
+def test_unreachable_tracking_server_costs_seconds_and_warns_once(tmp_path, monkeypatch) -> None:
+    for name in HTTP_LIMITS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    start = time.monotonic()
+    _train_warns_once(_config(tmp_path))
+    assert time.monotonic() - start < 60  # MLflow's own retry defaults take ≈ 250 s
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "locked"])
+def test_damaged_sqlite_store_warns_once(tmp_path, monkeypatch, damage: str) -> None:
+    db = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    if damage == "corrupt":
+        db.write_bytes(b"this is not a database" * 100)
+        _train_warns_once(_config(tmp_path))
+        return
+    lock = sqlite3.connect(db, timeout=0)
+    lock.execute("CREATE TABLE held (x)")
+    lock.execute("BEGIN EXCLUSIVE")  # another process holding the store
+    try:
+        _train_warns_once(_config(tmp_path))
+    finally:
+        lock.rollback()
+        lock.close()

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -114,3 +121,64 @@ def test_damaged_sqlite_store_warns_once(tmp_path, monkeypatch, damage: str) -> 
     finally:
         lock.rollback()
         lock.close()
+
+
+def test_logged_model_is_served_over_http(tmp_path, monkeypatch) -> None:
+    """`mlflow models serve` (local environment) answers a frame with gaps on 127.0.0.1."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    train_experiment(_config(tmp_path), progress=False)
+    mlflow.set_tracking_uri(uri)
+    run_id = mlflow.search_runs(experiment_names=["tracking-test"]).run_id[0]
+
+    port = _closed_port()
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    argv = [str(mlflow_cli), "models", "serve", "-m", f"runs:/{run_id}/model"]
+    argv += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    # the server runs uvicorn from the interpreter's own bin folder (a venv need not be active)
+    path = f"{mlflow_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": path}
+    server = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the model server did not start in 120 s"
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        frame = pd.DataFrame(sine_frame_values(30, 2, 0.3, seed=1), columns=["u", "v"])
+        body = json.dumps(
+            {
+                "dataframe_split": json.loads(
+                    frame.to_json(orient="split", index=False, double_precision=15)
+                )
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"{base}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=120) as r:
+            out = pd.DataFrame(json.loads(r.read())["predictions"])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    assert {"u", "v", "u_q0.05", "v_q0.95"} <= set(out.columns) and len(out) == len(frame)
+    assert not out.isna().any().any()
+    obs = frame.notna().to_numpy()
+    np.testing.assert_allclose(out[["u", "v"]].to_numpy()[obs], frame.to_numpy()[obs], rtol=1e-12)
+    assert (out["u_q0.05"] <= out["u_q0.95"]).all()

@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--samples-output", type=Path, help="write the first 8 windows' samples (.npz)")
     p.add_argument("--weights", type=Path, help="a weights file of the model (e.g. a snapshot)")
+    p.add_argument(
+        "--elbo-samples",
+        type=positive_int,
+        default=16,
+        help="diffusion-time draws per window (even) for the ELBO of the held-out values "
+        "(default 16)",
+    )
+    p.add_argument("--no-elbo", action="store_true", help="skip the ELBO")
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument("--no-tracking", action="store_true")
     add_sampling_options(p)
@@ -258,9 +266,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         device=args.device,
         samples_output=args.samples_output,
         command=shlex.join(["csdi", *sys.argv[1:]]),
+        elbo_time_samples=0 if args.no_elbo else args.elbo_samples,
     )
     m = record["metrics"]
     print(" ".join(f"{k}={v:.4f}" for k, v in m.items()))
+    if record["elbo"] is not None:
+        b = record["elbo"]
+        print(
+            f"-ELBO {b['nats_per_value']:.4f} ± {b['mc_standard_error']:.4f} nats per value "
+            f"(prior {b['prior']:.4f}, reconstruction {b['reconstruction']:.4f}, "
+            f"diffusion {b['diffusion']:.4f}; normalised units)"
+        )
     print(
         f"{record['n_samples']} samples, {record['sampler']} {record['steps']} steps, "
         f"{record['impute_seconds']:.0f} s; record appended to {args.reports}"

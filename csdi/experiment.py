@@ -212,8 +212,13 @@ def evaluate_model(
     weights: Path | None = None,
     device: Literal["cpu", "cuda", "auto"] | None = None,
     samples_output: Path | None = None,
+    elbo_time_samples: int = 16,
 ) -> dict[str, Any]:
     """Sample the test windows of the model's own protocol, write metrics.json and a record.
+
+    The record's `elbo` holds the negative ELBO of the held-out values in nats per value with
+    its prior / reconstruction / diffusion terms and standard error (`Imputer.elbo_normalised`,
+    `elbo_time_samples` draws of the diffusion time per window; 0 skips it).
 
     `sampling_overrides`: SamplingConfig fields that replace the model's own (n_samples, …).
     `samples_output`: also write the samples of the first 8 test windows there (.npz, the
@@ -234,6 +239,11 @@ def evaluate_model(
     samples, seconds, calls = imputer.sample_normalised(test, sampling, progress=progress)
     mean, std = metric_scale(splits)
     result = M.evaluate(samples, test.values, test.targets, scaler_mean=mean, scaler_std=std)
+    bound = None
+    if elbo_time_samples > 0:
+        bound = imputer.elbo_normalised(
+            test, n_time_samples=elbo_time_samples, seed=sampling.seed
+        ).to_dict()
     if samples_output is not None:
         from csdi.evaluation import save_window_samples
 
@@ -263,6 +273,7 @@ def evaluate_model(
         model_dir=str(model_dir),
         weights=str(weights) if weights is not None else "model.pt",
         units=splits.units,
+        elbo=bound,
     )
     name = "metrics.json" if weights is None else f"metrics_{Path(weights).stem}.json"
     write_text_atomic(json.dumps(record, indent=2) + "\n", model_dir / name)
@@ -277,6 +288,10 @@ def evaluate_model(
             }
         )
         tracker.log_metrics({k: v for k, v in result.items() if np.isfinite(v)})
+        if bound is not None:
+            tracker.log_metrics(
+                {f"nelbo_{k}": float(v) for k, v in bound.items() if isinstance(v, float)}
+            )
         tracker.log_artifact(model_dir / name)
     return record
 

@@ -24,7 +24,7 @@ from csdi.config import ExperimentConfig, SamplingConfig, from_dict, own_data_co
 from csdi.data.scaling import Scaler, ValueBounds, fit_bounds, fit_sensor_scaler
 from csdi.data.windows import WindowSet, stitch, window_starts
 from csdi.diffusion.schedule import NoiseSchedule, get_schedule
-from csdi.inference import quantiles_of, sample_windows
+from csdi.inference import ElboSummary, elbo_windows, quantiles_of, sample_windows
 from csdi.nn.score_network import NetworkConfig, ScoreNetwork
 from csdi.tracking import Tracker
 from csdi.training import History, Trainer, resolve_device, save_training_state
@@ -258,6 +258,25 @@ class Imputer:
             bounds=self.bounds,
         )
         return res.samples, res.seconds, res.network_calls
+
+    def elbo_normalised(
+        self, windows: WindowSet, *, n_time_samples: int = 16, seed: int = 0
+    ) -> ElboSummary:
+        """−ELBO in nats per value of the held-out targets (observed & ~cond) given `cond`."""
+        network = self._require_fitted()
+        if windows.cond is None:
+            raise ValueError("the ELBO needs windows with a cond mask (the protocol's test split)")
+        return elbo_windows(
+            network,
+            self.schedule,
+            windows.values,
+            windows.cond & windows.observed,
+            windows.targets,
+            relative_time(windows).timestamps,
+            self.device,
+            n_time_samples=n_time_samples,
+            seed=seed,
+        )
 
     def impute(
         self,

@@ -41,6 +41,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "coverage_50",
     "coverage_90",
     "energy_score",
+    "nelbo",  # −ELBO of the held-out values, nats per value (model records that carry one)
 )
 #: Nominal level of each coverage column: best is the closest to it.
 NOMINAL: dict[str, float] = {"coverage_50": 0.5, "coverage_90": 0.9}
@@ -188,6 +189,10 @@ def summarise(records: Sequence[dict[str, Any]]) -> list[Section]:
             recs = list(by_seed.values())
             names = [k for k in recs[0]["metrics"] if k != "n_targets"]
             table = {k: np.array([float(r["metrics"].get(k, np.nan)) for r in recs]) for k in names}
+            if any(r.get("elbo") for r in recs):
+                table["nelbo"] = np.array(
+                    [r["elbo"]["nats_per_value"] if r.get("elbo") else np.nan for r in recs]
+                )
             seconds = [r["impute_seconds"] for r in recs if r.get("impute_seconds") is not None]
             section.rows.append(
                 Row(
@@ -465,7 +470,9 @@ _READING = (
     "crps is CSDI's normalised quantile loss (19 levels), crps_exact the fair sample CRPS in "
     "the data's units; mae and rmse are of the sample median. Point methods (mean, locf, "
     "linear, knn) give identical samples: their crps is their normalised MAE, and their "
-    "coverage counts only exact hits. Published figures are in their own row, in italics, with "
+    "coverage counts only exact hits. nelbo is the model's negative ELBO of the held-out values "
+    "in nats per value (normalised units; an upper bound on −log-likelihood, lower is better; "
+    "point methods have none). Published figures are in their own row, in italics, with "
     "their source, and are never marked best."
 )
 

@@ -233,8 +233,14 @@ def test_train_and_evaluate_a_config(tmp_path, capsys, monkeypatch) -> None:
         record["metrics"]
     )
     assert "energy_score" in record["metrics"]  # 3 samples: defined
+    bound = record["elbo"]  # the held-out values' −ELBO, its terms adding up
+    assert np.isfinite(bound["nats_per_value"]) and bound["mc_standard_error"] > 0
+    terms = bound["prior"] + bound["reconstruction"] + bound["diffusion"]
+    assert abs(terms - bound["nats_per_value"]) < 1e-5
     stored = json.loads((tmp_path / "r" / "synthetic" / "results.json").read_text())
     assert stored == [record]
+    assert main([*argv, "--no-elbo"]) == 0
+    assert json.loads((model / "metrics.json").read_text())["elbo"] is None
 
 
 def test_train_drops_text_columns_on_request_and_impute_ignores_them(tmp_path, capsys) -> None:

@@ -201,3 +201,18 @@ def test_cli_report_reads_results_json(tmp_path: Path, capsys) -> None:  # type:
     with pytest.raises(ValueError, match="no results records"):
         cmd_report(parser.parse_args(["report", "--experiment", "empty", "--reports",
                                       str(tmp_path)]))  # fmt: skip
+
+
+def test_models_with_an_elbo_get_a_nelbo_column_and_point_methods_none() -> None:
+    recs = [
+        record("csdi", 0.1, 0, 0.3, elbo={"nats_per_value": 0.8}),
+        record("csdi", 0.1, 1, 0.3, elbo={"nats_per_value": 0.6}),
+        record("linear", 0.1, 0, 0.5),
+    ]
+    (section,) = summarise(recs)
+    assert "nelbo" in section.columns
+    csdi = next(r for r in section.rows if r.method == "csdi")
+    assert csdi.mean["nelbo"] == pytest.approx(0.7)
+    linear = next(r for r in section.rows if r.method == "linear")
+    assert "nelbo" not in linear.mean
+    assert "nelbo" not in summarise([record("linear", 0.1, 0, 0.5)])[0].columns

@@ -51,6 +51,8 @@ from csdi.diffusion.conditioning import Conditioning, NoisePredictor
 from csdi.diffusion.losses import (
     dsm_terms,
     gamma_uniform_time,
+    noisy,
+    per_window_sum,
     schedule_endpoints,
     uniform_times,
 )
@@ -81,11 +83,6 @@ def _validate(x0: Tensor, target_mask: Tensor, n_time_samples: int) -> Tensor:
     return target_mask != 0
 
 
-def _per_window(a: Tensor) -> Tensor:
-    """(N, K, L) → (N,) sum over entries."""
-    return a.flatten(1).sum(1)
-
-
 def _stratified_uniforms(b: int, s: int, generator: torch.Generator, like: Tensor) -> Tensor:
     """(B·S,) uniforms, stratified within each window, sample-minor like `Conditioning.repeat`."""
     u = uniform_times(
@@ -107,7 +104,7 @@ def elbo(
     """VDM's negative ELBO (see the module docstring); differentiable w.r.t. model and schedule."""
     target = _validate(x0, target_mask, n_time_samples)
     b, s = x0.shape[0], n_time_samples
-    n = _per_window(target.to(x0.dtype)).clamp_min(1.0)  # (B,)
+    n = per_window_sum(target.to(x0.dtype)).clamp_min(1.0)  # (B,)
     g0, g1 = schedule_endpoints(schedule, x0)
 
     # 1. RECONSTRUCTION: E_ε[−log N(x; z₀/α₀, σ₀²/α₀²)] = ½(log 2π + γ₀ + 1) per target entry
@@ -116,7 +113,7 @@ def elbo(
     # 2. PRIOR: KL(N(α₁x, σ₁²) ‖ N(0, 1)) = ½(σ₁² + α₁²x² − 1 − log σ₁²) per target entry
     a1_2, s1_2 = torch.sigmoid(-g1), torch.sigmoid(g1)
     kl = 0.5 * (s1_2 + a1_2 * x0**2 - 1.0 - torch.nn.functional.logsigmoid(g1))
-    prior = _per_window(torch.where(target, kl, 0.0)) / n
+    prior = per_window_sum(torch.where(target, kl, 0.0)) / n
 
     # 3. DIFFUSION: ½∫γ'E‖ε − ε̂‖² dt, γ-uniform importance sampling, S draws per window
     terms = dsm_terms(
@@ -159,7 +156,7 @@ def elbo_divergence(
     if n_hutchinson < 1:
         raise ValueError(f"n_hutchinson must be at least 1, got {n_hutchinson}")
     b, s = x0.shape[0], n_time_samples
-    n = _per_window(target.to(x0.dtype)).clamp_min(1.0)  # (B,)
+    n = per_window_sum(target.to(x0.dtype)).clamp_min(1.0)  # (B,)
     with torch.no_grad():
         g0, g1 = schedule_endpoints(schedule, x0)
 
@@ -170,16 +167,14 @@ def elbo_divergence(
         a1_2, s1_2 = torch.sigmoid(-g1), torch.sigmoid(g1)
         log_s0_2 = torch.nn.functional.logsigmoid(g0)
         boundary = 0.5 * (a1_2 * x0**2 + s1_2 - 1.0 - log_s0_2)
-        prior = _per_window(torch.where(target, boundary, 0.0)) / n
+        prior = per_window_sum(torch.where(target, boundary, 0.0)) / n
 
         # 3. DIFFUSION: ∫E[½‖a‖² + ∇·μ]dt = (γ₁ − γ₀) E_γ[½σ²‖s‖² + σ²∇·s + ½σ²n]
         ts = gamma_uniform_time(_stratified_uniforms(b, s, generator, x0), schedule)
         xs = x0.repeat_interleave(s, 0)  # (B·S, K, L)
         ts_target = target.repeat_interleave(s, 0)
-        eps = torch.randn(xs.shape, generator=generator, dtype=xs.dtype, device=xs.device)
-        alpha = torch.sigmoid(-ts.gamma).sqrt()[:, None, None]
-        sigma2 = torch.sigmoid(ts.gamma)  # (B·S,)
-        z = alpha * xs + sigma2.sqrt()[:, None, None] * eps
+        z, _, sigma = noisy(xs, ts.gamma, generator)  # sigma (B·S, 1, 1)
+        sigma2 = sigma.flatten() ** 2  # (B·S,)
         probes = [
             torch.where(
                 ts_target,
@@ -191,16 +186,16 @@ def elbo_divergence(
     with torch.enable_grad():
         z.requires_grad_(True)
         eps_hat = eps_model(z, ts.t, cond.repeat(s))
-        score = torch.where(ts_target, eps_to_score(eps_hat, sigma2.sqrt()[:, None, None]), 0.0)
+        score = torch.where(ts_target, eps_to_score(eps_hat, sigma), 0.0)
         div = torch.zeros_like(sigma2)
         for k, v in enumerate(probes):
             (jv,) = torch.autograd.grad(
                 (v * score).sum(), z, retain_graph=k < n_hutchinson - 1
             )  # ∇_z(vᵀs)
-            div = div + _per_window(v * jv) / n_hutchinson
+            div = div + per_window_sum(v * jv) / n_hutchinson
     with torch.no_grad():
         n_s = n.repeat_interleave(s)
-        per_gamma = sigma2 * (0.5 * _per_window(score.detach() ** 2) + div + 0.5 * n_s)
+        per_gamma = sigma2 * (0.5 * per_window_sum(score.detach() ** 2) + div + 0.5 * n_s)
         diffusion = (2.0 * ts.weight * per_gamma).reshape(b, s).mean(1) / n  # weight = ½(γ₁ − γ₀)
     total = diffusion + prior + reconstruction
     return ElboTerms(

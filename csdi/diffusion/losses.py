@@ -25,7 +25,7 @@ from torch import Tensor
 
 from csdi.diffusion.conditioning import Conditioning, NoisePredictor
 from csdi.diffusion.parameterization import eps_to_score
-from csdi.diffusion.schedule import NoiseSchedule
+from csdi.diffusion.schedule import NoiseSchedule, alpha_sigma_from_gamma
 
 Weighting = Literal["simple", "elbo"]
 Projection = Literal["rademacher", "gaussian"]
@@ -127,7 +127,7 @@ def _check_shapes(x0: Tensor, target_mask: Tensor) -> Tensor:
     return target_mask != 0
 
 
-def _per_window(a: Tensor) -> Tensor:
+def per_window_sum(a: Tensor) -> Tensor:
     """(N, K, L) → (N,) sum over entries."""
     return a.flatten(1).sum(1)
 
@@ -137,16 +137,10 @@ def _normalise(per_window: Tensor, target: Tensor) -> Tensor:
     return per_window.sum() / target.sum().clamp_min(1)
 
 
-def _alpha_sigma(gamma: Tensor) -> tuple[Tensor, Tensor]:
-    """(α, σ) from γ (N,), shaped (N, 1, 1) to broadcast over (N, K, L)."""
-    g = gamma[:, None, None]
-    return torch.sigmoid(-g).sqrt(), torch.sigmoid(g).sqrt()
-
-
-def _noisy(x0: Tensor, gamma: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """ε ~ N(0, I) and z = α x0 + σ ε on all entries; returns (z, ε, σ (N, 1, 1))."""
+def noisy(x0: Tensor, gamma: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """ε ~ N(0, I) and z = α x0 + σ ε on all entries for γ (N,); returns (z, ε, σ (N, 1, 1))."""
     eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-    alpha, sigma = _alpha_sigma(gamma)
+    alpha, sigma = alpha_sigma_from_gamma(gamma[:, None, None])
     return alpha * x0 + sigma * eps, eps, sigma
 
 
@@ -164,10 +158,10 @@ def dsm_terms(
 ) -> Tensor:
     """Per-window w(t)‖ε − ε̂_θ(z_t, t)‖² over the target entries, (N,), at uniforms u (N,)."""
     ts = _time_sample(u, schedule, weighting, gamma_uniform)
-    z, eps, _ = _noisy(x0, ts.gamma, generator)
+    z, eps, _ = noisy(x0, ts.gamma, generator)
     eps_hat = eps_model(z, ts.t, cond)
     sq = torch.where(target, (eps - eps_hat) ** 2, 0.0)
-    return ts.weight * _per_window(sq)
+    return ts.weight * per_window_sum(sq)
 
 
 def dsm_loss(
@@ -238,7 +232,7 @@ def _ssm_setup(
     t = uniform_times(
         1, x0.shape[0], generator=generator, antithetic=antithetic, dtype=x0.dtype, device=x0.device
     ).reshape(-1)  # (B,)
-    z, _, sigma = _noisy(x0, schedule.gamma(t), generator)
+    z, _, sigma = noisy(x0, schedule.gamma(t), generator)
     v = _projections(target, projection, generator, x0)
     return target, t, z, sigma, v
 
@@ -269,7 +263,9 @@ def ssm_loss(
             z.requires_grad_(True)
         score = torch.where(target, eps_to_score(eps_model(z, t, cond), sigma), 0.0)
         (jv,) = torch.autograd.grad((v * score).sum(), z, create_graph=True)  # ∇_z(vᵀs)
-        per_window = sigma.flatten() ** 2 * (_per_window(v * jv) + 0.5 * _per_window(score**2))
+        per_window = sigma.flatten() ** 2 * (
+            per_window_sum(v * jv) + 0.5 * per_window_sum(score**2)
+        )
     return _normalise(per_window, target)
 
 
@@ -335,6 +331,8 @@ __all__ = [
     "fd_ssm_loss",
     "gamma_uniform_time",
     "get_objective",
+    "noisy",
+    "per_window_sum",
     "schedule_endpoints",
     "ssm_loss",
     "uniform_times",

@@ -15,11 +15,6 @@ def eps_to_score(eps: Tensor, sigma: Tensor) -> Tensor:
     return -eps / sigma
 
 
-def score_to_eps(score: Tensor, sigma: Tensor) -> Tensor:
-    """ε̂ = −σ s."""
-    return -sigma * score
-
-
 def eps_to_x0(z: Tensor, eps: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
     """x̂₀ = (z − σ ε̂)/α."""
     return (z - sigma * eps) / alpha

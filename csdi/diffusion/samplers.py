@@ -30,7 +30,7 @@ from torch import Tensor
 from csdi.diffusion.conditioning import Conditioning, NoisePredictor
 from csdi.diffusion.noise import NoiseSource, randn_like, random_integer
 from csdi.diffusion.parameterization import eps_to_x0
-from csdi.diffusion.schedule import NoiseSchedule
+from csdi.diffusion.schedule import NoiseSchedule, alpha_sigma_from_gamma
 from csdi.diffusion.sde import VPSDE
 
 SamplerFn = Callable[..., Tensor]
@@ -49,8 +49,7 @@ def _merge(cond: Conditioning, x0: Tensor) -> Tensor:
 def _alpha_sigma(schedule: NoiseSchedule, ts: Tensor) -> tuple[list[float], list[float], Tensor]:
     """α, σ (as Python floats, computed in float64) and γ (float64) on the grid."""
     gamma = schedule.gamma(ts.to(torch.float64)).to(torch.float64)
-    alpha = torch.sigmoid(-gamma).sqrt()
-    sigma = torch.sigmoid(gamma).sqrt()
+    alpha, sigma = alpha_sigma_from_gamma(gamma)
     return alpha.tolist(), sigma.tolist(), gamma
 
 
@@ -270,13 +269,13 @@ def dpm_solver(
     del generator
     alpha, sigma, gamma = _alpha_sigma(schedule, ts)
     tmask = (1.0 - cond.mask).to(z.dtype)
-    lam = [-0.5 * float(g) for g in gamma]
+    lambdas = [-0.5 * float(g) for g in gamma]  # λ = log(α/σ), not the sde sampler's λ
     m = len(ts) - 1
     prev_x0: Tensor | None = None
     h_prev = 0.0
     for i in range(m - 1):
         x0 = _x0(z, _eps(eps_model, z, ts[i], cond), alpha[i], sigma[i])
-        h = lam[i + 1] - lam[i]
+        h = lambdas[i + 1] - lambdas[i]
         if prev_x0 is None:
             d = x0
         else:
@@ -354,29 +353,6 @@ class _Chunked:
             for a in range(0, n, c)
         ]
         return torch.cat(parts, dim=0)  # (N, K, L)
-
-
-def chunk_size_for_budget(
-    bytes_budget: int,
-    K: int,
-    L: int,
-    channels: int = 64,
-    bytes_per: int = 4,
-    activations_per_entry: int = 16,
-    heads: int = 8,
-) -> int:
-    """Rows (windows × samples) per network call that fit `bytes_budget` of activations.
-
-    Per row the CSDI network at inference holds about `activations_per_entry` tensors of width
-    `channels` for each of the K·L entries: residual stream and skip sum (2), attention input,
-    Q, K, V, output and post-norm (6), feed-forward hidden and output (2), gated pre-activation
-    (2) and side-information projection (2): 14, rounded up to 16 for allocator slack. Attention
-    adds scores and their softmax, 2·heads·max(K, L) per entry (time attention is L×L per
-    feature, feature attention K×K per step; not alive together).
-    """
-    per_entry = activations_per_entry * channels + 2 * heads * max(K, L)
-    per_row = K * L * bytes_per * per_entry
-    return max(1, int(bytes_budget) // per_row)
 
 
 @torch.no_grad()

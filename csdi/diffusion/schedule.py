@@ -19,6 +19,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 
+def alpha_sigma_from_gamma(gamma: Tensor) -> tuple[Tensor, Tensor]:
+    """(α, σ) = (√sigmoid(−γ), √sigmoid(γ)), elementwise: the VP marginal's coefficients."""
+    return torch.sigmoid(-gamma).sqrt(), torch.sigmoid(gamma).sqrt()
+
+
 class NoiseSchedule(nn.Module):
     """Base class: subclasses implement `gamma(t)`; `dgamma_dt` falls back to autograd."""
 
@@ -45,8 +50,7 @@ class NoiseSchedule(nn.Module):
 
     def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """(α_t, σ_t), computed from one evaluation of γ."""
-        g = self.gamma(t)
-        return torch.sigmoid(-g).sqrt(), torch.sigmoid(g).sqrt()
+        return alpha_sigma_from_gamma(self.gamma(t))
 
     def f(self, t: Tensor) -> Tensor:
         """Drift coefficient f(t) = −½ σ²(t) γ'(t) of the forward SDE."""

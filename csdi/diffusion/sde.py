@@ -10,11 +10,9 @@ Plug-in reverse family (Huang et al. 2021; Song et al. 2021, eq. 6 and 13), for 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Final
 
-import torch
 from torch import Tensor
 
 from csdi.diffusion.parameterization import eps_to_score
@@ -22,11 +20,6 @@ from csdi.diffusion.schedule import NoiseSchedule
 
 EpsFn = Callable[[Tensor, Tensor], Tensor]
 """ε̂(z_t (N, K, L), t (N,)) → (N, K, L) with the conditioning already bound."""
-
-
-def _broadcast_to(coef: Tensor, like: Tensor) -> Tensor:
-    """(N,) → (N, 1, …, 1) so that it broadcasts against `like` (N, …)."""
-    return coef.reshape(coef.shape[0], *([1] * (like.dim() - 1)))
 
 
 class VPSDE:
@@ -42,28 +35,6 @@ class VPSDE:
     def g2(self, t: Tensor) -> Tensor:
         """Squared diffusion coefficient g²(t) = σ²(t) γ'(t), same shape as t."""
         return self.schedule.g2(t)
-
-    def marginal(self, x0: Tensor, t: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """z_t = α_t x0 + σ_t ε for x0 (N, …), t (N,), noise like x0.
-
-        Returns (z_t, α, σ) with α, σ shaped (N, 1, …, 1) to broadcast against x0.
-        """
-        alpha, sigma = self.schedule.alpha_sigma(t.to(x0.dtype))
-        alpha, sigma = _broadcast_to(alpha, x0), _broadcast_to(sigma, x0)
-        return alpha * x0 + sigma * noise, alpha, sigma
-
-    def prior_sample(
-        self, shape: tuple[int, ...], generator: torch.Generator, **kw: object
-    ) -> Tensor:
-        """z_1 ~ N(0, I): the prior of every VP schedule (σ₁ ≈ 1). `kw`: dtype, device."""
-        return torch.randn(shape, generator=generator, **kw)  # type: ignore[call-overload]
-
-    def prior_logp(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
-        """log N(z; 0, I) summed over all but axis 0 (only `mask` entries if given): (N,)."""
-        logp = -0.5 * (z**2 + math.log(2.0 * math.pi))
-        if mask is not None:
-            logp = logp * mask
-        return logp.reshape(z.shape[0], -1).sum(-1)
 
     def reverse(self, eps_fn: EpsFn, target: Tensor, lam: float = 0.0) -> ReverseSDE:
         """The plug-in reverse process for ε̂ = `eps_fn`, as a torchsde SDE in reversed time."""

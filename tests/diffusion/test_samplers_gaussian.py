@@ -26,7 +26,6 @@ from csdi.diffusion.gaussian import GaussianOracle
 from csdi.diffusion.samplers import (
     LOGSNR_T_LAST,
     SAMPLERS,
-    chunk_size_for_budget,
     make_time_grid,
     sample,
 )
@@ -406,15 +405,6 @@ def test_logsnr_grid_makes_ten_step_dpm_solver_exact_on_vp_linear() -> None:
     out, oracle, cond = run_from_exact_prior("vp_linear", "dpm_solver", steps=10)
     with pytest.raises(AssertionError):
         assert_matches_conditional(out, oracle, cond)
-
-
-def test_chunk_size_for_budget() -> None:
-    """Rows = budget / (K·L·bytes·(16·channels + 2·heads·max(K, L))); at least one row."""
-    per_row = 35 * 48 * 4 * (16 * 64 + 2 * 8 * 48)
-    assert chunk_size_for_budget(10 * per_row + 1, 35, 48) == 10
-    assert chunk_size_for_budget(1, 35, 48) == 1
-    # a bigger budget never gives fewer rows
-    assert chunk_size_for_budget(2**30, 35, 48) >= chunk_size_for_budget(2**29, 35, 48)
 
 
 def test_dpm_solver_first_step_is_ddim() -> None:

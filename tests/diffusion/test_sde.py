@@ -1,4 +1,4 @@
-"""The forward SDE's coefficients against its marginals, the prior, and the reverse SDE object."""
+"""The forward SDE's coefficients against its marginals, and the reverse SDE object."""
 
 from __future__ import annotations
 
@@ -84,27 +84,6 @@ def test_vp_linear_coefficients_are_beta() -> None:
     beta = (0.1 + (1e-5 + (1 - 1e-5) * t) * (20.0 - 0.1)) * (1 - 1e-5)
     torch.testing.assert_close(sde.g2(t), beta)
     torch.testing.assert_close(sde.f(t), -0.5 * beta)
-
-
-def test_marginal_and_prior() -> None:
-    sde = VPSDE(get_schedule("cosine"))
-    gen = torch.Generator().manual_seed(0)
-    x0 = torch.randn(4, 2, 3, generator=gen)
-    noise = torch.randn(4, 2, 3, generator=gen)
-    t = torch.tensor([0.0, 0.2, 0.7, 1.0])
-    z, alpha, sigma = sde.marginal(x0, t, noise)
-    assert alpha.shape == sigma.shape == (4, 1, 1)
-    torch.testing.assert_close(alpha**2 + sigma**2, torch.ones(4, 1, 1))
-    torch.testing.assert_close(alpha.flatten() ** 2, torch.sigmoid(-sde.schedule.gamma(t)))
-    torch.testing.assert_close(z, alpha * x0 + sigma * noise)
-
-    prior = sde.prior_sample((3, 2, 3), torch.Generator().manual_seed(1))
-    assert torch.equal(prior, torch.randn(3, 2, 3, generator=torch.Generator().manual_seed(1)))
-    expected = torch.distributions.Normal(0.0, 1.0).log_prob(prior).sum((1, 2))
-    torch.testing.assert_close(sde.prior_logp(prior), expected)
-    mask = (torch.arange(6).reshape(1, 2, 3) % 2).float().expand(3, 2, 3)
-    expected_masked = (torch.distributions.Normal(0.0, 1.0).log_prob(prior) * mask).sum((1, 2))
-    torch.testing.assert_close(sde.prior_logp(prior, mask), expected_masked)
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])

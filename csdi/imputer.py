@@ -211,9 +211,12 @@ class Imputer:
         *,
         valid: np.ndarray | None = None,
         output_dir: str | Path | None = None,
+        resume: bool = False,
         progress: bool = True,
     ) -> Imputer:
-        """Fit on an array (N, L, K) with NaN, or a frame (rows = time) cut into windows."""
+        """Fit on an array (N, L, K) with NaN, or a frame (rows = time) cut into windows.
+
+        With `output_dir`, checkpoints go there; `resume` continues from its `last.pt`."""
         if isinstance(data, pd.DataFrame):
             from csdi.data.tabular import train_valid_windows
 
@@ -234,6 +237,7 @@ class Imputer:
             None if valid_w is None else normalise(valid_w, scaler),
             scaler,
             output_dir=Path(output_dir) if output_dir else None,
+            resume=resume,
             progress=progress,
         )
         return self

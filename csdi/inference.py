@@ -38,15 +38,37 @@ class SampleResult:
 TOKENS_PER_CHUNK = 65_536  # rows × K × L per network call when no chunk size is given
 
 
-def chunk_rows(chunk_size: int | None, n_features: int, length: int) -> int:
-    """Rows per network call: `chunk_size`, else about TOKENS_PER_CHUNK entries.
+GPU_MEMORY_SHARE = 0.5  # of the free GPU memory that one network call may use
+ACTIVATIONS_PER_ENTRY = 16  # live tensors of width `channels` per entry at inference (+ slack)
 
-    Bigger calls are not faster per window on a CPU: per-token cost grows with the batch once
-    activations outgrow the caches (measured here: 33 µs/token at 9 k tokens, 66 at 230 k, for
-    K = 6, L = 24; CSDI's own PhysioNet forward is 2.2× slower per window at batch 160 than 16).
+
+def chunk_rows(
+    chunk_size: int | None,
+    n_features: int,
+    length: int,
+    device: torch.device | None = None,
+    channels: int = 64,
+) -> int:
+    """Rows per network call: `chunk_size`, else sized for the device.
+
+    CPU: about TOKENS_PER_CHUNK entries. Bigger calls are not faster per window on a CPU:
+    per-token cost grows with the batch once activations outgrow the caches (measured here:
+    33 µs/token at 9 k tokens, 66 at 230 k, for K = 6, L = 24; CSDI's own PhysioNet forward is
+    2.2× slower per window at batch 160 than 16). GPU: as many rows as GPU_MEMORY_SHARE of the
+    free memory holds, at ACTIVATIONS_PER_ENTRY fp32 tensors of `channels` per entry plus the
+    attention scores (time attention L per entry, feature attention K).
     """
     if chunk_size is not None:
         return chunk_size
+    if device is not None and device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        per_row = (
+            4
+            * n_features
+            * length
+            * (ACTIVATIONS_PER_ENTRY * channels + 2 * max(n_features, length))
+        )
+        return max(1, int(GPU_MEMORY_SHARE * free) // per_row)
     return max(1, TOKENS_PER_CHUNK // (n_features * length))
 
 
@@ -80,7 +102,8 @@ def sample_windows(
     """
     network.eval()
     n = values.shape[0]
-    rows = chunk_rows(cfg.chunk_size, values.shape[2], values.shape[1])
+    channels = network.config.channels if isinstance(network, ScoreNetwork) else 64
+    rows = chunk_rows(cfg.chunk_size, values.shape[2], values.shape[1], device, channels)
     per_batch = windows_per_batch(cfg.n_samples, rows)
     calls = 0
     # side-information projections depend on cond only: computed once per batch, not per step

@@ -180,8 +180,12 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            "generator_device": self.generator.device.type,
             # dropout draws from torch's global generator: resume must continue its stream too
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device)
+            if self.device.type == "cuda"
+            else None,
             "epoch": self.epoch,
             "step": self.step,
             "seconds": self.seconds,
@@ -196,8 +200,21 @@ class Trainer:
         self.schedule.load_state_dict(state["schedule"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"].cpu())
+        saved_on = state.get("generator_device", "cpu")
+        if saved_on == self.generator.device.type:
+            self.generator.set_state(state["generator"].cpu())
+        else:  # a CPU stream cannot continue on a GPU (or back): reseed, deterministically
+            self.generator.manual_seed(self.cfg.seed + 1_000_003 * int(state["step"]))
+            log.warning(
+                "resuming a %s-trained run on %s: the random stream is reseeded, so the "
+                "continuation is not the same as an uninterrupted run",
+                saved_on,
+                self.generator.device.type,
+            )
         torch.set_rng_state(state["torch_rng"].cpu())
+        cuda_rng = state.get("cuda_rng")
+        if cuda_rng is not None and self.device.type == "cuda" and saved_on == "cuda":
+            torch.cuda.set_rng_state(cuda_rng.cpu(), self.device)
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
         self.seconds = float(state["seconds"])
@@ -276,7 +293,10 @@ class Trainer:
         )
         length = self.cfg.validate_every or left_in_pass
         length = min(length, self.total_steps(per_epoch) - self.step)
-        total, done = 0.0, 0
+        # the losses stay on the device: no host sync per step (one per round, below)
+        total = torch.zeros((), device=self.device)
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        done = 0
         marks = self.cfg.snapshot_minutes
         bars = bar_disable(progress)
         bar = tqdm(range(length), desc=f"round {self.epoch + 1}", leave=False, disable=bars)
@@ -288,27 +308,30 @@ class Trainer:
             loss = self._loss(
                 self.network, data, self._next_batch(n), self.generator, use_protocol_cond=False
             )
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss.item()} at step {self.step + 1}"
-                )
+            finite &= torch.isfinite(loss)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.ema.update_parameters(self.network)
             self.step += 1
             done += 1
-            total += loss.item()
+            total += loss.detach()
             self.seconds += time.perf_counter() - start
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if not bar.disable and done % 25 == 0:  # a terminal only: a sync every 25 steps
+                bar.set_postfix(loss=f"{float(total) / done:.4f}")
             while self.marks_done < len(marks) and self.seconds >= 60.0 * marks[self.marks_done]:
                 if on_mark is not None:
                     on_mark(self, marks[self.marks_done])
                 self.marks_done += 1
             if self.out_of_time():
                 break
+        if not bool(finite):
+            raise FloatingPointError(
+                f"training loss became non-finite in round {self.epoch + 1} "
+                f"(steps {self.step - done + 1}–{self.step}); the last checkpoint is kept"
+            )
         self.epoch += 1
-        return total / max(done, 1)
+        return float(total) / max(done, 1)
 
     @torch.no_grad()
     def validate(self, data: ModelBatch, repeats: int = 3) -> float:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import replace
 
+import pytest
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from csdi import checkpoint
 from csdi.config import TrainConfig
-from csdi.training import ema_with_warmup, lr_factor
+from csdi.imputer import Imputer
+from csdi.training import Trainer, ema_with_warmup, lr_factor
+from tests.conftest import sine_frame_values
 
 
 def test_ema_warmup_forgets_the_initial_weights() -> None:
@@ -49,3 +55,46 @@ def test_cosine_lr_warms_up_then_anneals_over_the_budget() -> None:
     assert math.isclose(lr_factor(cfg, 20, 0.5, 1), 0.01 + 0.99 * 0.5)
     assert math.isclose(lr_factor(cfg, 20, 1.0, 1), 0.01)
     assert math.isclose(lr_factor(cfg, 20, 3.0, 1), 0.01)
+
+
+def _tiny_fit(tiny_config, tmp_path, **train):  # type: ignore[no-untyped-def]
+    cfg = replace(tiny_config, train=replace(tiny_config.train, **train))
+    data = sine_frame_values(24 * 12, 3, 0.3, seed=0).reshape(24, 12, 3)
+    return Imputer(cfg), data
+
+
+def test_a_non_finite_loss_stops_the_round_and_keeps_the_last_checkpoint(
+    tiny_config, tmp_path, monkeypatch
+) -> None:
+    imputer, data = _tiny_fit(tiny_config, tmp_path, epochs=1)
+    out = tmp_path / "m"
+    imputer.fit(data, output_dir=out, progress=False)
+    before = (out / "last.pt").read_bytes()
+    real = Trainer._loss
+
+    def poisoned(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        loss = real(self, *args, **kwargs)
+        return loss * float("nan") if self.step == 4 else loss
+
+    monkeypatch.setattr(Trainer, "_loss", poisoned)
+    again, _ = _tiny_fit(tiny_config, tmp_path, epochs=2)
+    with pytest.raises(FloatingPointError, match=r"non-finite in round 2 \(steps 4–6\)"):
+        again.fit(data, output_dir=out, resume=True, progress=False)
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_resume_across_devices_reseeds_and_says_so(tiny_config, tmp_path, caplog) -> None:
+    """A CPU generator state cannot seed a CUDA generator (nor the reverse): simulated here by
+    a checkpoint that says it was written on a GPU."""
+    imputer, data = _tiny_fit(tiny_config, tmp_path, epochs=1)
+    out = tmp_path / "m"
+    imputer.fit(data, output_dir=out, progress=False)
+    state = checkpoint.load(out / "last.pt")
+    state["generator_device"] = "cuda"
+    state["generator"] = torch.zeros(16, dtype=torch.uint8)  # a Philox state: not a CPU one
+    checkpoint.save_atomic(state, out / "last.pt")
+    again, _ = _tiny_fit(tiny_config, tmp_path, epochs=2)
+    with caplog.at_level(logging.WARNING, logger="csdi.training"):
+        again.fit(data, output_dir=out, resume=True, progress=False)
+    assert "reseeded" in caplog.text
+    assert again.history is not None and len(again.history.epochs) == 2

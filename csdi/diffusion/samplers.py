@@ -327,11 +327,13 @@ def make_time_grid(
             raise ValueError("time_grid 'logsnr' needs the noise schedule")
         if steps == 1:
             return u
-        ends = torch.tensor([1.0, LOGSNR_T_LAST], dtype=torch.float64)
+        # on the schedule's device (its buffers or parameters may live on a GPU); returned on CPU
+        device = next(iter([*schedule.parameters(), *schedule.buffers()]), torch.empty(0)).device
+        ends = torch.tensor([1.0, LOGSNR_T_LAST], dtype=torch.float64, device=device)
         with torch.no_grad():
             g_hi, g_lo = schedule.gamma(ends).to(torch.float64).tolist()
-            gammas = torch.linspace(g_hi, g_lo, steps, dtype=torch.float64)  # (M,) evaluated
-            ts = schedule.t_of_gamma(gammas).to(torch.float64)
+            gammas = torch.linspace(g_hi, g_lo, steps, dtype=torch.float64, device=device)
+            ts = schedule.t_of_gamma(gammas).to(torch.float64).cpu()  # (M,) evaluated
         ts[0], ts[-1] = 1.0, LOGSNR_T_LAST  # exact ends (bisection is within 1e-18)
         return torch.cat([ts, ts.new_zeros(1)])
     raise ValueError(f"unknown time_grid {kind!r}; choose one of {list(TIME_GRIDS)} or a tensor")

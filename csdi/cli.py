@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantiles", type=quantile_levels, default=(0.05, 0.5, 0.95))
     p.add_argument("--samples-output", type=Path, help="also write all samples (S, T, K) to .npz")
     p.add_argument("--time-column")
+    p.add_argument(
+        "--denoise",
+        metavar="SIGMA",
+        type=_noise_levels,
+        help="the observed values carry Gaussian noise of this std (data units; one number or "
+        "one per column, comma-separated): sample them too, denoised (ancestral sampler)",
+    )
     add_sampling_options(p)
     add_output_options(p)
 
@@ -124,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="fetch: download from URL/<path in the data dir> (a mirror) instead of the sources",
     )
     return parser
+
+
+def _noise_levels(text: str) -> float | np.ndarray:
+    """--denoise: one positive number, or a comma-separated list of them."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected positive numbers; got {text!r}") from None
+    if not all(v > 0 and np.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers; got {text!r}")
+    return values[0] if len(values) == 1 else np.array(values)
 
 
 def _sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -235,6 +253,7 @@ def cmd_impute(args: argparse.Namespace) -> None:
         seed=args.seed,
         quantiles=args.quantiles,
         progress=True,
+        denoise=args.denoise,
     )
     names = list(imputer.feature_names)
     out = imputation_frame(result, frame.index, names)

@@ -244,9 +244,15 @@ class Imputer:
 
     # ------------------------------------------------------------------ imputation
     def sample_normalised(
-        self, windows: WindowSet, sampling: SamplingConfig | None = None, *, progress: bool = False
+        self,
+        windows: WindowSet,
+        sampling: SamplingConfig | None = None,
+        *,
+        progress: bool = False,
+        noisy_std: np.ndarray | None = None,
     ) -> tuple[np.ndarray, float, int]:
-        """Samples (N, S, L, K) in normalised units given `windows.cond` (default: observed)."""
+        """Samples (N, S, L, K) in normalised units given `windows.cond` (default: observed);
+        with `noisy_std` (K,) those entries are noisy observations to purify."""
         network = self._require_fitted()
         cfg = sampling or self.config.sampling
         cond = windows.observed if windows.cond is None else windows.cond
@@ -260,6 +266,7 @@ class Imputer:
             self.device,
             progress=progress,
             bounds=self.bounds,
+            noisy_std=noisy_std,
         )
         return res.samples, res.seconds, res.network_calls
 
@@ -297,6 +304,7 @@ class Imputer:
         chunk_size: int | None = None,
         precision: str | None = None,
         clip: bool | None = None,
+        denoise: float | np.ndarray | None = None,
     ) -> Imputation:
         """Impute every missing entry; observed entries are returned exactly as given.
 
@@ -307,6 +315,12 @@ class Imputer:
         `chunk_size` (rows per network call), `precision` of the network calls ("fp32" or
         "bf16", `csdi.nn.precision`) and `clip` (keep x̂₀ inside the value bounds learned in
         training) default to the config's.
+
+        `denoise` (purification): the observed values carry Gaussian noise of this standard
+        deviation (data units; one number, or one per feature); they are sampled too, from
+        the model's posterior given the noisy values (`csdi.diffusion.samplers.NoisyValues`,
+        ancestral sampler, 50 steps unless given), instead of being returned as given. Needs
+        linearly scaled features.
         """
         self._require_fitted()
         assert self.scaler is not None
@@ -325,7 +339,12 @@ class Imputer:
             }.items()
             if v is not None
         }
+        if denoise is not None and sampler is None:  # purification runs on the ancestral sampler
+            overrides.update(
+                sampler="ancestral", steps=steps or 50, time_grid=time_grid or "uniform"
+            )
         cfg = replace(self.config.sampling, **overrides)
+        noisy_std = None if denoise is None else self._noise_in_model_units(denoise, cfg)
         if isinstance(data, pd.DataFrame):
             raw = self._frame_values(data)[None]  # (1, T, K)
         else:
@@ -338,14 +357,17 @@ class Imputer:
             )
         scaled = replace(windows, values=self.scaler.transform(windows.values, windows.observed))
         if isinstance(data, pd.DataFrame):
-            samples, seconds, calls = self._impute_series(scaled, cfg)
+            samples, seconds, calls = self._impute_series(scaled, cfg, noisy_std)
         else:
-            samples, seconds, calls = self.sample_normalised(scaled, cfg, progress=progress)
+            samples, seconds, calls = self.sample_normalised(
+                scaled, cfg, progress=progress, noisy_std=noisy_std
+            )
         values = self.scaler.inverse(samples)  # (N, S, L, K) data units
         if self.bounds is not None and cfg.clip:  # exact in data units (0 stays 0)
             values = self.bounds.clip_data(values)
-        observed = windows.observed[:, None]
-        values = np.where(observed, raw[:, None], values)  # observed entries bit-exact
+        if noisy_std is None:
+            observed = windows.observed[:, None]
+            values = np.where(observed, raw[:, None], values)  # observed entries bit-exact
         qs = quantiles_of(values, quantiles)
         return Imputation(
             samples=values,
@@ -368,7 +390,31 @@ class Imputer:
             raise InputError(f"non-numeric feature column(s): {bad}")
         return sub.to_numpy(dtype=np.float64)  # (T, K)
 
-    def _impute_series(self, one: WindowSet, cfg: SamplingConfig) -> tuple[np.ndarray, float, int]:
+    def _noise_in_model_units(self, denoise: float | np.ndarray, cfg: SamplingConfig) -> np.ndarray:
+        """The noise standard deviation (K,) in normalised units, checked."""
+        assert self.scaler is not None
+        k = len(self.scaler.std)
+        std = (
+            np.broadcast_to(np.asarray(denoise, dtype=np.float64), (k,))
+            if np.ndim(denoise) == 0
+            else np.asarray(denoise, dtype=np.float64)
+        )
+        if std.shape != (k,) or not np.all(np.isfinite(std)) or np.any(std <= 0):
+            raise InputError(f"denoise must be one positive number or {k} (one per feature)")
+        if cfg.sampler != "ancestral":
+            raise InputError(f"denoise runs on the ancestral sampler, not {cfg.sampler!r}")
+        logged = self.scaler.log_scale
+        if logged is not None and np.any(logged > 0):
+            names = [n for n, c in zip(self.feature_names, logged, strict=True) if c > 0]
+            raise InputError(
+                f"denoise needs linearly scaled features; {names} were log-transformed "
+                "(train with --set data.log_transform=none)"
+            )
+        return std / self.scaler.std
+
+    def _impute_series(
+        self, one: WindowSet, cfg: SamplingConfig, noisy_std: np.ndarray | None = None
+    ) -> tuple[np.ndarray, float, int]:
         """One long series (1, T, K) → samples (1, S, T, K) window by window, stitched."""
         n_rows = one.values.shape[1]
         length = min(self.config.data.window, n_rows)
@@ -381,7 +427,7 @@ class Imputer:
             timestamps=np.broadcast_to(np.arange(length, dtype=np.float32), idx.shape).copy(),
             feature_names=one.feature_names,
         )
-        samples, seconds, calls = self.sample_normalised(windows, cfg)
+        samples, seconds, calls = self.sample_normalised(windows, cfg, noisy_std=noisy_std)
         return stitch(samples, starts, n_rows)[None], seconds, calls  # (1, S, T, K)
 
     # ------------------------------------------------------------------ persistence

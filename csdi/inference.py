@@ -21,7 +21,7 @@ from csdi.diffusion.bounds import ClippedPredictor, clip_targets
 from csdi.diffusion.conditioning import Conditioning, NoisePredictor
 from csdi.diffusion.elbo import elbo
 from csdi.diffusion.noise import WindowNoise
-from csdi.diffusion.samplers import sample
+from csdi.diffusion.samplers import NoisyValues, sample
 from csdi.diffusion.schedule import NoiseSchedule
 from csdi.nn.precision import network_precision
 from csdi.nn.score_network import ScoreNetwork
@@ -89,6 +89,7 @@ def sample_windows(
     *,
     progress: bool = False,
     bounds: ValueBounds | None = None,
+    noisy_std: np.ndarray | None = None,
 ) -> SampleResult:
     """Samples (N, S, L, K) of every window, batching windows so that B·S rows fit a chunk.
 
@@ -98,7 +99,9 @@ def sample_windows(
     chunk size (`sde` aside: torchsde's Brownian motion spans a batch). `cfg.precision`: of
     the network calls only (`csdi.nn.precision`). With `bounds` (model
     units) and `cfg.clip`, every sampler's x̂₀ and the samples stay inside them
-    (`csdi.diffusion.bounds`).
+    (`csdi.diffusion.bounds`). With `noisy_std` (K,) (normalised units; ancestral sampler
+    only) the `cond_mask` entries are noisy observations to purify rather than clean values
+    (`csdi.diffusion.samplers.NoisyValues`): nothing is given clean, and every entry is sampled.
     """
     network.eval()
     n = values.shape[0]
@@ -132,11 +135,12 @@ def sample_windows(
         hi = min(n, lo + per_batch)
         mask = torch.from_numpy(cond_mask[lo:hi].transpose(0, 2, 1).astype(np.float32)).to(device)
         x = torch.from_numpy(values[lo:hi].transpose(0, 2, 1).astype(np.float32)).to(device)
-        cond = Conditioning(
-            x=x * mask,  # (B, K, L)
-            mask=mask,
-            timestamps=torch.from_numpy(timestamps[lo:hi].astype(np.float32)).to(device),
-        )
+        stamps = torch.from_numpy(timestamps[lo:hi].astype(np.float32)).to(device)
+        cond = Conditioning(x=x * mask, mask=mask, timestamps=stamps)  # (B, K, L)
+        if noisy_std is not None:
+            std = torch.as_tensor(noisy_std, dtype=torch.float32, device=device)[None, :, None]
+            options["noisy"] = NoisyValues(y=x * mask, mask=mask, std=std.expand_as(x))
+            cond = Conditioning(x=torch.zeros_like(x), mask=torch.zeros_like(x), timestamps=stamps)
         draws = sample(
             counted,
             cond,
@@ -150,7 +154,7 @@ def sample_windows(
             **options,
         )  # (B, S, K, L)
         if low is not None and high is not None:
-            draws = clip_targets(draws, mask[:, None].bool(), low, high)
+            draws = clip_targets(draws, cond.mask[:, None].bool(), low, high)
         out[lo:hi] = draws.transpose(-1, -2).cpu().numpy()  # (B, S, L, K)
     return SampleResult(samples=out, seconds=time.perf_counter() - start, network_calls=calls)
 

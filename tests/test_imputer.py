@@ -162,3 +162,23 @@ def test_samples_do_not_depend_on_the_chunk_size(tiny_config, sampler: str) -> N
     for other in runs[1:]:
         np.testing.assert_array_equal(other, runs[0])
     assert not np.array_equal(runs[0][0], runs[0][1])  # windows do not share a stream
+
+
+def test_denoise_samples_the_observed_values_too(tiny_config) -> None:
+    """Purification through the API: observed values come back as samples (not as given),
+    spread about them; the option is refused where it cannot be honoured."""
+    data = _windows(24, 12, 3, 0.3, seed=0)
+    imputer = Imputer(tiny_config).fit(data, progress=False)
+    out = imputer.impute(data[:4], n_samples=8, seed=0, steps=10, denoise=0.2)
+    observed = ~np.isnan(data[:4])
+    assert np.isfinite(out.samples).all()
+    draws = out.samples.transpose(0, 2, 3, 1)  # (N, L, K, S)
+    assert draws[observed].std(axis=-1).min() > 0  # every observed entry is sampled
+    assert not np.array_equal(out.median[observed], data[:4][observed])
+    with pytest.raises(InputError, match="ancestral"):
+        imputer.impute(data[:1], sampler="dpm_solver", denoise=0.2)
+    with pytest.raises(InputError, match="one positive number or 3"):
+        imputer.impute(data[:1], denoise=[0.1, 0.2])
+    imputer.scaler = replace(imputer.scaler, log_scale=np.array([0.0, 1.0, 0.0]))
+    with pytest.raises(InputError, match="log-transformed"):
+        imputer.impute(data[:1], denoise=0.2)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Final
 
@@ -39,6 +40,36 @@ TIME_GRIDS: Final = ("uniform", "quadratic", "logsnr")
 #: Last evaluated time of the "logsnr" grid: CSDI's smallest noise level on csdi_quad (n = 1).
 LOGSNR_T_LAST: Final = 1.0 / 50.0
 _NOT_OPTIONS: Final = ("eps_model", "z", "ts", "cond", "generator", "schedule")
+
+
+@dataclass(frozen=True)
+class NoisyValues:
+    """Observed values known only up to Gaussian noise, for purification (`ancestral`'s `noisy`).
+
+    y:    (N, K, L) the noisy values (read where `mask` is 1)
+    mask: (N, K, L) 1 where an entry is a noisy observation (a target, not a cond entry)
+    std:  (N, K, L) the noise standard deviation s there, y = x + s·n, n ~ N(0, 1)
+    """
+
+    y: Tensor
+    mask: Tensor
+    std: Tensor
+
+    def repeat(self, n_samples: int) -> NoisyValues:
+        """Each row repeated `n_samples` times consecutively, as `Conditioning.repeat`."""
+        return NoisyValues(
+            *(a.repeat_interleave(n_samples, dim=0) for a in (self.y, self.mask, self.std))
+        )
+
+
+def _diffuse_noisy(
+    z: Tensor, noisy: NoisyValues, alpha: float, sigma: float, noise: Tensor
+) -> Tensor:
+    """Where σ/α > s, replace z by a draw of z_t | y: α y + √(σ² − α² s²) ε (y = x + s n makes
+    α y the forward process at the level σ/α = s; the rest of the noise is added fresh)."""
+    extra = (sigma**2 - alpha**2 * noisy.std**2).clamp_min(0.0)
+    above = (noisy.mask > 0) & (extra > 0)
+    return torch.where(above, alpha * noisy.y + extra.sqrt() * noise, z)
 
 
 def _merge(cond: Conditioning, x0: Tensor) -> Tensor:
@@ -90,6 +121,7 @@ def ancestral(
     generator: NoiseSource,
     *,
     schedule: NoiseSchedule,
+    noisy: NoisyValues | None = None,
 ) -> Tensor:
     """Ancestral sampling with the exact Gaussian posterior q(z_s | z_t, x = x̂₀).
 
@@ -97,11 +129,18 @@ def ancestral(
     z_s = (α_s/α_t)(z_t − c σ_t ε̂) + √c σ_s ε. On csdi_quad's 50-step grid this is CSDI's update
     (z − β_n/√(1 − ᾱ_n) ε̂)/√(1 − β_n) + σ̃_n ε exactly. Draws one (N, K, L) normal per step but
     the last. NFE = M.
+
+    `noisy` (purification, after Yoon et al. 2021's diffusion purification): entries observed
+    as y = x + s·n are held at draws of z_t | y while σ_t/α_t > s and sampled freely below, so
+    the reverse process starts them where the forward process would have put y; with one s for
+    every entry and no missing ones this samples x | y exactly (given the exact ε̂).
     """
     alpha, sigma, gamma = _alpha_sigma(schedule, ts)
     tmask = (1.0 - cond.mask).to(z.dtype)
     m = len(ts) - 1
     for i in range(m - 1):
+        if noisy is not None:
+            z = _diffuse_noisy(z, noisy, alpha[i], sigma[i], randn_like(z, generator))
         eps = _eps(eps_model, z, ts[i], cond)
         c = -math.expm1(float(gamma[i + 1] - gamma[i]))
         z = torch.add(z, eps, alpha=-c * sigma[i]).mul_(alpha[i + 1] / alpha[i])  # posterior mean
@@ -396,5 +435,8 @@ def sample(
     rep = cond.repeat(n_samples)  # batch B·S, sample-minor
     z = randn_like(rep.x, generator) * (1.0 - rep.mask).to(rep.x.dtype)  # (B·S, K, L)
     model = eps_model if chunk_size is None else _Chunked(eps_model, chunk_size)
+    noisy = options.get("noisy")
+    if isinstance(noisy, NoisyValues):
+        options["noisy"] = noisy.repeat(n_samples)
     out = fn(model, z, ts, rep, generator, schedule=schedule, **options)  # (B·S, K, L)
     return out.reshape(b, n_samples, k, l)  # (B, S, K, L)

@@ -203,6 +203,7 @@ class Imputer:
             self._load_weights(output_dir / "model.pt")  # the best-validation EMA weights
         else:
             self.network.load_state_dict(trainer.ema.module.state_dict())
+            self.schedule.load_state_dict(trainer.averaged_schedule.state_dict())
         return self.history
 
     def fit(
@@ -446,7 +447,7 @@ class Imputer:
         checkpoint.save_atomic(
             {
                 "network": trainer.ema.module.state_dict(),
-                "schedule": self.schedule.state_dict(),
+                "schedule": trainer.averaged_schedule.state_dict(),
                 "epoch": trainer.epoch,
                 "step": trainer.step,
                 "train_seconds": trainer.seconds,
@@ -456,8 +457,9 @@ class Imputer:
 
     def _save_model(self, directory: Path, trainer: Trainer | None = None) -> None:
         network = trainer.ema.module if trainer is not None else self._require_fitted()
+        schedule = trainer.averaged_schedule if trainer is not None else self.schedule
         checkpoint.save_atomic(
-            {"network": network.state_dict(), "schedule": self.schedule.state_dict()},
+            {"network": network.state_dict(), "schedule": schedule.state_dict()},
             directory / "model.pt",
         )
         checkpoint.write_text_atomic(json.dumps(self._meta(), indent=2), directory / "config.json")

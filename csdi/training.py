@@ -155,7 +155,13 @@ class Trainer:
         self.objective_kwargs: dict[str, Any] = (
             {"antithetic": True} if diffusion_cfg.antithetic else {}
         )
-        params = list(network.parameters()) + list(schedule.parameters())
+        self.schedule_ema: AveragedModel | None = None
+        if any(True for _ in schedule.parameters()):
+            self._learn_schedule_as_vdm(self.schedule, diffusion_cfg.objective)
+            self.schedule_ema = AveragedModel(
+                self.schedule, multi_avg_fn=ema_with_warmup(train_cfg.ema_decay), use_buffers=True
+            )
+        params = list(network.parameters()) + [p for p in schedule.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(
             params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
         )
@@ -171,6 +177,30 @@ class Trainer:
         self._cursor = 0
         self.history = History()
 
+    def _learn_schedule_as_vdm(self, schedule: NoiseSchedule, objective: str) -> None:
+        """A learned schedule trains as VDM's (Kingma et al. 2021, §5, Appendix I.2): with the
+        ELBO objective only; t ~ U(0, 1) weighted ½γ'(t), so the interior sets the density of
+        γ; the interior descends the variance of the per-window diffusion loss (its mean does
+        not depend on it); the end points γ₀, γ₁ stay where they are (the samplers start from
+        N(0, I) at γ₁); the schedule has its own EMA, saved with the EMA network."""
+        if objective != "dsm_elbo":
+            raise ValueError(
+                f"a learned noise schedule trains only with the ELBO objective 'dsm_elbo', "
+                f"not {objective!r} (its loss would not be a bound to learn the schedule on)"
+            )
+        for name in ("gamma_0", "gamma_1"):
+            end = getattr(schedule, name, None)
+            if isinstance(end, nn.Parameter):
+                end.requires_grad_(False)
+        self.objective_kwargs.update(gamma_uniform=False, schedule_gradient="variance")
+
+    @property
+    def averaged_schedule(self) -> NoiseSchedule:
+        """The schedule to save with the EMA network: its own EMA when it learns, else itself."""
+        if self.schedule_ema is None:
+            return self.schedule
+        return self.schedule_ema.module  # type: ignore[return-value]
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         h = self.history
@@ -178,6 +208,7 @@ class Trainer:
             "network": self.network.state_dict(),
             "schedule": self.schedule.state_dict(),
             "ema": self.ema.state_dict(),
+            "schedule_ema": None if self.schedule_ema is None else self.schedule_ema.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "generator_device": self.generator.device.type,
@@ -199,6 +230,8 @@ class Trainer:
         self.network.load_state_dict(state["network"])
         self.schedule.load_state_dict(state["schedule"])
         self.ema.load_state_dict(state["ema"])
+        if self.schedule_ema is not None and state.get("schedule_ema") is not None:
+            self.schedule_ema.load_state_dict(state["schedule_ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         saved_on = state.get("generator_device", "cpu")
         if saved_on == self.generator.device.type:
@@ -313,6 +346,8 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.ema.update_parameters(self.network)
+            if self.schedule_ema is not None:
+                self.schedule_ema.update_parameters(self.schedule)
             self.step += 1
             done += 1
             total += loss.detach()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -28,6 +28,7 @@ from csdi.diffusion.parameterization import eps_to_score
 from csdi.diffusion.schedule import NoiseSchedule, alpha_sigma_from_gamma
 
 Weighting = Literal["simple", "elbo"]
+ScheduleGradient = Literal["elbo", "variance"]
 Projection = Literal["rademacher", "gaussian"]
 
 
@@ -144,6 +145,39 @@ def noisy(x0: Tensor, gamma: Tensor, generator: torch.Generator) -> tuple[Tensor
     return alpha * x0 + sigma * eps, eps, sigma
 
 
+class _GradientScale(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by `holder.value`, set after the
+    forward (the per-row loss is known only once the network has run)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, holder: _ScaleHolder) -> Tensor:
+        ctx.holder = holder
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.holder.value, None
+
+
+class _ScaleHolder:
+    value: Tensor
+
+
+def _variance_gradient(ts: TimeSample) -> tuple[TimeSample, _ScaleHolder]:
+    """γ(t) and the weight with their gradients to be scaled by 2 L per row (set the holder's
+    value to 2 L): the schedule then descends ∇E[L²] = E[2 L ∇L], the variance of the
+    estimator (its mean is fixed by the endpoints), as VDM trains its schedule's interior
+    (Kingma et al. 2021, §5 and Appendix I.2). The network's gradient is untouched: nothing of
+    it lies upstream of γ(t) or the weight."""
+    holder = _ScaleHolder()
+    scaled = TimeSample(
+        t=ts.t,
+        gamma=_GradientScale.apply(ts.gamma, holder),
+        weight=_GradientScale.apply(ts.weight, holder),
+    )
+    return scaled, holder
+
+
 def dsm_terms(
     eps_model: NoisePredictor,
     x0: Tensor,
@@ -155,13 +189,27 @@ def dsm_terms(
     weighting: Weighting,
     gamma_uniform: bool,
     generator: torch.Generator,
+    schedule_gradient: ScheduleGradient = "elbo",
 ) -> Tensor:
-    """Per-window w(t)‖ε − ε̂_θ(z_t, t)‖² over the target entries, (N,), at uniforms u (N,)."""
+    """Per-window w(t)‖ε − ε̂_θ(z_t, t)‖² over the target entries, (N,), at uniforms u (N,).
+
+    `schedule_gradient` "variance": a learned schedule receives the gradient of the squared
+    per-window terms (`_variance_gradient`) instead of the terms' own."""
     ts = _time_sample(u, schedule, weighting, gamma_uniform)
+    holder = None
+    if schedule_gradient == "variance":
+        ts, holder = _variance_gradient(ts)
+    elif schedule_gradient != "elbo":
+        raise ValueError(
+            f"schedule_gradient must be 'elbo' or 'variance', got {schedule_gradient!r}"
+        )
     z, eps, _ = noisy(x0, ts.gamma, generator)
     eps_hat = eps_model(z, ts.t, cond)
     sq = torch.where(target, (eps - eps_hat) ** 2, 0.0)
-    return ts.weight * per_window_sum(sq)
+    terms = ts.weight * per_window_sum(sq)
+    if holder is not None:
+        holder.value = 2.0 * terms.detach()
+    return terms
 
 
 def dsm_loss(
@@ -175,6 +223,7 @@ def dsm_loss(
     antithetic: bool = False,
     weighting: Weighting = "simple",
     gamma_uniform: bool = True,
+    schedule_gradient: ScheduleGradient = "elbo",
 ) -> Tensor:
     """Denoising score matching, averaged over target entries (see the module docstring).
 
@@ -183,7 +232,9 @@ def dsm_loss(
     weighted ½(γ₁ − γ₀) (`gamma_uniform_time`, lower variance, implicit gradient to a learned
     schedule), otherwise t ~ U(0, 1) with weight ½γ'(t) differentiated through the schedule.
     Both paths are unbiased for the same value and the same schedule gradient.
-    antithetic: t (or γ) spread as (u + b/B) mod 1 over the batch.
+    antithetic: t (or γ) spread as (u + b/B) mod 1 over the batch. `schedule_gradient`:
+    "elbo" (the loss's own gradient) or "variance" (a learned schedule descends the variance
+    of the per-window terms, VDM's rule for the schedule's interior; see `dsm_terms`).
     """
     target = _check_shapes(x0, target_mask)
     u = uniform_times(
@@ -199,6 +250,7 @@ def dsm_loss(
         weighting=weighting,
         gamma_uniform=gamma_uniform,
         generator=generator,
+        schedule_gradient=schedule_gradient,
     )
     return _normalise(terms, target)
 

@@ -164,6 +164,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
     from csdi.config import OWN_DATA_DEFAULTS, load_config
+    from csdi.distributed import from_environment, shutdown
     from csdi.experiment import train_experiment
 
     overrides: list[str] = []
@@ -198,18 +199,28 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = load_config(args.config, overrides)
     if args.threads:
         torch.set_num_threads(args.threads)
+    group, _ = from_environment(cfg.train.device)  # a torchrun process group, if started so
     t = cfg.train
     budget = f"{t.steps} steps" if t.steps is not None else f"{t.epochs} epochs"
     if t.max_minutes is not None:
         budget += f" or {t.max_minutes:g} minutes, whichever comes first"
     m = cfg.model
-    print(
-        f"training for {budget}: batch {t.batch_size}, lr {t.lr:g} ({t.lr_schedule}), "
-        f"window {cfg.data.window}, {m.n_layers} layers × {m.channels} channels, "
-        f"{m.n_heads} heads, {m.cond_input} conditioning; change with --steps, --max-minutes, "
-        "--set"
-    )
-    imputer = train_experiment(cfg, resume=args.resume, track=not args.no_tracking)
+    ranks = f" on each of {group.world_size} ranks" if group.enabled else ""
+    if group.is_main:
+        print(
+            f"training for {budget}: batch {t.batch_size}{ranks}, lr {t.lr:g} ({t.lr_schedule}), "
+            f"window {cfg.data.window}, {m.n_layers} layers × {m.channels} channels, "
+            f"{m.n_heads} heads, {m.cond_input} conditioning; change with --steps, "
+            "--max-minutes, --set"
+        )
+    try:
+        imputer = train_experiment(
+            cfg, resume=args.resume, track=not args.no_tracking, distributed=group
+        )
+    finally:
+        shutdown(group)
+    if not group.is_main:
+        return
     h = imputer.history
     assert h is not None
     print(

@@ -60,8 +60,9 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--precision",
-        choices=["fp32", "bf16"],
-        help="of the network calls: fp32, or bf16 autocast (the sampler stays fp32)",
+        choices=["fp32", "bf16", "auto"],
+        help="of the network calls: fp32, bf16 autocast (the sampler stays fp32), or auto "
+        "(bf16 where the CPU or GPU computes it natively)",
     )
     p.add_argument("--seed", type=int, help="sampling seed")
     p.add_argument(

@@ -112,7 +112,7 @@ class SamplingConfig:
     eta: float = 0.0  # ddim only: 0 deterministic (DDIM), 1 the ancestral step
     time_grid: Literal["uniform", "quadratic", "logsnr"] = "uniform"  # samplers.make_time_grid
     clip: bool = True  # keep x̂₀ inside the model's value bounds (csdi.diffusion.bounds)
-    precision: Literal["fp32", "bf16"] = "fp32"  # of the network calls (csdi.nn.precision)
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # of the network calls (csdi.nn.precision)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from csdi.config import DataConfig, ExperimentConfig, flatten, to_dict
 from csdi.data.scaling import Scaler, fit_sensor_scaler
 from csdi.data.synthetic import SyntheticData, make_synthetic
 from csdi.data.windows import WindowSet
+from csdi.distributed import SINGLE, Distributed
 from csdi.imputer import Imputer, normalise
 from csdi.results import append_record, device_description, make_record
 from csdi.tracking import Tracker
@@ -174,14 +175,18 @@ def train_experiment(
     track: bool = True,
     progress: bool = True,
     directory: Path | None = None,
+    distributed: Distributed = SINGLE,
 ) -> Imputer:
-    """Load the data, train with tracking, write the model directory `cfg.output_dir`."""
+    """Load the data, train with tracking, write the model directory `cfg.output_dir`.
+
+    In a torchrun group (`distributed`) every rank trains; rank 0 alone tracks and writes."""
     splits = load_splits(cfg.data, directory)
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(json.dumps(to_dict(cfg), indent=2), out / "experiment.json")
-    imputer = Imputer(cfg)
-    tracker = Tracker(cfg.name, enabled=track, run_name=out.name)
+    if distributed.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(json.dumps(to_dict(cfg), indent=2), out / "experiment.json")
+    imputer = Imputer(cfg, distributed)
+    tracker = Tracker(cfg.name, enabled=track and distributed.is_main, run_name=out.name)
     with tracker.run():
         tracker.log_params(flatten(cfg))
         imputer.fit_windows(

@@ -24,6 +24,7 @@ from csdi.config import ExperimentConfig, SamplingConfig, from_dict, own_data_co
 from csdi.data.scaling import Scaler, ValueBounds, fit_bounds, fit_sensor_scaler
 from csdi.data.windows import WindowSet, stitch, window_starts
 from csdi.diffusion.schedule import NoiseSchedule, get_schedule
+from csdi.distributed import SINGLE, Distributed
 from csdi.inference import ElboSummary, elbo_windows, quantiles_of, sample_windows
 from csdi.nn.score_network import NetworkConfig, ScoreNetwork
 from csdi.tracking import Tracker
@@ -106,8 +107,13 @@ class Imputer:
     """Conditional score-based diffusion imputer (CSDI) with the configuration `config`
     (default: `own_data_config()`, the budget and settings `csdi train --data` uses)."""
 
-    def __init__(self, config: ExperimentConfig | None = None):
+    def __init__(
+        self, config: ExperimentConfig | None = None, distributed: Distributed = SINGLE
+    ) -> None:
+        """`distributed`: this process's place in a torchrun group (`csdi.distributed`); in a
+        group every rank trains its share and rank 0 alone writes files."""
         self.config = config or own_data_config()
+        self.distributed = distributed
         self.network: ScoreNetwork | None = None
         self.schedule: NoiseSchedule = get_schedule(self.config.diffusion.schedule)
         self.scaler: Scaler | None = None
@@ -122,7 +128,10 @@ class Imputer:
 
     @property
     def device(self) -> torch.device:
-        return resolve_device(self.config.train.device)
+        device = resolve_device(self.config.train.device)
+        if self.distributed.enabled and device.type == "cuda":
+            return torch.device("cuda", self.distributed.local_rank)
+        return device
 
     def _require_fitted(self) -> ScoreNetwork:
         if self.network is None or self.scaler is None:
@@ -163,8 +172,12 @@ class Imputer:
             self.config.diffusion,
             self.device,
             horizon=self.config.data.horizon,
+            distributed=self.distributed,
         )
         last = output_dir / "last.pt" if output_dir is not None else None
+        best = output_dir / "model.pt" if output_dir is not None else None
+        if not self.distributed.is_main:
+            output_dir = None  # rank 0 alone writes the model directory
         for folder in [] if output_dir is None else [output_dir, output_dir / "snapshots"]:
             for stale in checkpoint.remove_stale_temporaries(folder):
                 log.info("removed %s, left by an interrupted write", stale)
@@ -199,8 +212,9 @@ class Imputer:
         self.history = trainer.fit(
             train, valid, on_epoch=on_epoch, on_mark=on_mark, progress=progress, patterns=patterns
         )
-        if output_dir is not None and (output_dir / "model.pt").is_file():
-            self._load_weights(output_dir / "model.pt")  # the best-validation EMA weights
+        self.distributed.barrier()  # rank 0 has written model.pt: every rank takes the same weights
+        if best is not None and best.is_file():
+            self._load_weights(best)  # the best-validation EMA weights
         else:
             self.network.load_state_dict(trainer.ema.module.state_dict())
             self.schedule.load_state_dict(trainer.averaged_schedule.state_dict())

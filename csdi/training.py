@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
@@ -29,7 +30,9 @@ from csdi.data.masking import make_cond_mask
 from csdi.data.windows import WindowSet
 from csdi.diffusion.conditioning import Conditioning
 from csdi.diffusion.losses import get_objective
+from csdi.diffusion.noise import window_seed
 from csdi.diffusion.schedule import NoiseSchedule
+from csdi.distributed import SINGLE, Distributed
 from csdi.progress import bar_disable
 
 log = logging.getLogger(__name__)
@@ -144,8 +147,15 @@ class Trainer:
         device: torch.device,
         *,
         horizon: int | None = None,
+        distributed: Distributed = SINGLE,
     ):
         self.network = network.to(device)
+        self.distributed = distributed
+        # the module that takes the training forward/backward: DDP averages its gradients
+        self.model: nn.Module = self.network
+        if distributed.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.network, device_ids=ids)
         self.horizon = horizon  # the forecast mask hides the last `horizon` steps
         self.patterns: Tensor | None = None  # (P, K, L) historical masks; None: the batch's own
         self.schedule = schedule.to(device)
@@ -168,7 +178,13 @@ class Trainer:
         self.ema = AveragedModel(
             network, multi_avg_fn=ema_with_warmup(train_cfg.ema_decay), use_buffers=True
         )
+        # one shuffle for all ranks; masks and noise from a stream of this rank's own
         self.generator = torch.Generator(device=device).manual_seed(train_cfg.seed)
+        self.noise_generator = self.generator
+        if distributed.enabled:
+            self.noise_generator = torch.Generator(device=device).manual_seed(
+                window_seed(train_cfg.seed, 1 + distributed.rank)
+            )
         self.epoch = 0
         self.step = 0
         self.seconds = 0.0  # training wall time so far, across resumes
@@ -245,6 +261,10 @@ class Trainer:
                 self.generator.device.type,
             )
         torch.set_rng_state(state["torch_rng"].cpu())
+        if self.distributed.enabled:  # the per-rank streams are not saved: reseed them
+            self.noise_generator.manual_seed(
+                window_seed(self.cfg.seed + int(state["step"]), 1 + self.distributed.rank)
+            )
         cuda_rng = state.get("cuda_rng")
         if cuda_rng is not None and self.device.type == "cuda" and saved_on == "cuda":
             torch.cuda.set_rng_state(cuda_rng.cpu(), self.device)
@@ -299,14 +319,24 @@ class Trainer:
             model, x0, cond, target, self.schedule, generator=generator, **self.objective_kwargs
         )
 
+    @property
+    def global_batch(self) -> int:
+        """Windows per optimizer step over all ranks (batch_size per rank)."""
+        return self.cfg.batch_size * self.distributed.world_size
+
     def _next_batch(self, n: int) -> Tensor:
-        """Indices of the next batch; a new random order starts when the pass is used up."""
+        """This rank's indices of the next global batch; a new random order (the same on every
+        rank) starts when the pass is used up. A short last batch is topped up from the order's
+        start, so every rank gets windows and the step counts stay equal."""
         if self._order is None or self._cursor >= len(self._order):
             self._order = torch.randperm(n, generator=self.generator, device=self.device)
             self._cursor = 0
-        idx = self._order[self._cursor : self._cursor + self.cfg.batch_size]
+        idx = self._order[self._cursor : self._cursor + self.global_batch]
         self._cursor += len(idx)
-        return idx
+        world = self.distributed.world_size
+        if len(idx) < world:
+            idx = torch.cat([idx, self._order[: world - len(idx)]])
+        return idx[self.distributed.rank :: world]
 
     def train_round(
         self,
@@ -318,11 +348,11 @@ class Trainer:
         the mean training loss."""
         self.network.train()
         n = len(data)
-        per_epoch = math.ceil(n / self.cfg.batch_size)
+        per_epoch = math.ceil(n / self.global_batch)
         left_in_pass = (
             per_epoch
             if self._order is None or self._cursor >= n
-            else math.ceil((n - self._cursor) / self.cfg.batch_size)
+            else math.ceil((n - self._cursor) / self.global_batch)
         )
         length = self.cfg.validate_every or left_in_pass
         length = min(length, self.total_steps(per_epoch) - self.step)
@@ -339,11 +369,14 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.cfg.lr * factor
             loss = self._loss(
-                self.network, data, self._next_batch(n), self.generator, use_protocol_cond=False
+                self.model, data, self._next_batch(n), self.noise_generator, use_protocol_cond=False
             )
             finite &= torch.isfinite(loss)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self.distributed.average_gradients(
+                [p for p in self.schedule.parameters() if p.requires_grad]
+            )
             self.optimizer.step()
             self.ema.update_parameters(self.network)
             if self.schedule_ema is not None:
@@ -352,6 +385,7 @@ class Trainer:
             done += 1
             total += loss.detach()
             self.seconds += time.perf_counter() - start
+            self.seconds = self.distributed.from_main(self.seconds, self.device)
             if not bar.disable and done % 25 == 0:  # a terminal only: a sync every 25 steps
                 bar.set_postfix(loss=f"{float(total) / done:.4f}")
             while self.marks_done < len(marks) and self.seconds >= 60.0 * marks[self.marks_done]:
@@ -360,13 +394,14 @@ class Trainer:
                 self.marks_done += 1
             if self.out_of_time():
                 break
+        finite = self.distributed.mean(finite.float()) == 1.0
         if not bool(finite):
             raise FloatingPointError(
                 f"training loss became non-finite in round {self.epoch + 1} "
                 f"(steps {self.step - done + 1}–{self.step}); the last checkpoint is kept"
             )
         self.epoch += 1
-        return float(total) / max(done, 1)
+        return float(self.distributed.mean(total)) / max(done, 1)
 
     @torch.no_grad()
     def validate(self, data: ModelBatch, repeats: int = 3) -> float:
@@ -407,12 +442,13 @@ class Trainer:
                 np.ascontiguousarray(np.asarray(patterns, bool).transpose(0, 2, 1))
             ).to(self.device)
         vdata = ModelBatch.from_windows(valid, self.device) if valid is not None else None
-        per_epoch = math.ceil(len(data) / self.cfg.batch_size)
+        per_epoch = math.ceil(len(data) / self.global_batch)
         while self.step < self.total_steps(per_epoch) and not self.out_of_time():
-            train_loss = self.train_round(data, progress, on_mark)
+            train_loss = self.train_round(data, progress and self.distributed.is_main, on_mark)
             start = time.perf_counter()
             valid_loss = self.validate(vdata) if vdata is not None else train_loss
             self.seconds += time.perf_counter() - start
+            self.seconds = self.distributed.from_main(self.seconds, self.device)
             h = self.history
             h.epochs.append(self.epoch)
             h.steps.append(self.step)

@@ -1,6 +1,8 @@
 """Numeric precision of the score network's evaluations.
 
-"fp32": plain float32. "bf16": `torch.autocast` to bfloat16 around the network call only —
+"fp32": plain float32. "auto": bf16 where the hardware computes it natively (a GPU with bf16,
+a CPU with AMX or AVX-512-bf16), else fp32. "bf16": `torch.autocast` to bfloat16 around the
+network call only —
 matrix products and attention run in bf16 (AMX / AVX-512-bf16 on recent x86 CPUs, tensor cores
 on GPUs), layer norms and softmax statistics stay fp32 by autocast's own rules, and the result
 is returned as fp32, so every sampler's arithmetic (the updates in α, σ, γ) stays fp32.
@@ -13,11 +15,33 @@ from typing import Final
 
 import torch
 
-PRECISIONS: Final = ("fp32", "bf16")
+PRECISIONS: Final = ("fp32", "bf16", "auto")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 matrix products natively (else autocast only emulates)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:  # torch's own CPU feature probes (AMX tiles, AVX-512-bf16)
+            return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+        except AttributeError:
+            return False
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """ "auto" → "bf16" where native, else "fp32"; other names as given (checked)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
 
 
 def network_precision(precision: str, device: torch.device) -> AbstractContextManager[object]:
     """The context to evaluate the network in at `precision` on `device`."""
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return nullcontext()
     if precision == "bf16":

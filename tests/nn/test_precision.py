@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from csdi.imputer import Imputer
-from csdi.nn.precision import network_precision
+from csdi.nn.precision import native_bf16, network_precision, resolve_precision
 from csdi.nn.transformer import SHORT_SEQUENCE, TransformerLayer, explicit_attention
 from tests.conftest import sine_frame_values
 
@@ -63,3 +63,11 @@ def test_bf16_imputation_is_fp32_and_close_to_fp32(tiny_config) -> None:
     np.testing.assert_array_equal(low[observed], ref[observed])
     scale = float(np.abs(ref).max())
     assert float(np.abs(low - ref).max()) < 0.05 * scale
+
+
+def test_auto_is_bf16_exactly_where_the_hardware_has_it() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ValueError, match="auto"):
+        resolve_precision("half", cpu)

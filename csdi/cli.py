@@ -284,20 +284,28 @@ def cmd_impute(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from csdi.distributed import from_environment, shutdown
     from csdi.experiment import evaluate_model
 
-    record = evaluate_model(
-        args.model,
-        sampling_overrides=_sampling_overrides(args),
-        max_windows=args.max_windows,
-        reports_dir=args.reports,
-        track=not args.no_tracking,
-        weights=args.weights,
-        device=args.device,
-        samples_output=args.samples_output,
-        command=shlex.join(["csdi", *sys.argv[1:]]),
-        elbo_time_samples=0 if args.no_elbo else args.elbo_samples,
-    )
+    group, _ = from_environment(args.device or "auto")  # torchrun: windows sharded by rank
+    try:
+        record = evaluate_model(
+            args.model,
+            sampling_overrides=_sampling_overrides(args),
+            max_windows=args.max_windows,
+            reports_dir=args.reports,
+            track=not args.no_tracking,
+            weights=args.weights,
+            device=args.device,
+            samples_output=args.samples_output,
+            command=shlex.join(["csdi", *sys.argv[1:]]),
+            elbo_time_samples=0 if args.no_elbo else args.elbo_samples,
+            distributed=group,
+        )
+    finally:
+        shutdown(group)
+    if record is None:  # not rank 0
+        return
     m = record["metrics"]
     print(" ".join(f"{k}={v:.4f}" for k, v in m.items()))
     if record["elbo"] is not None:

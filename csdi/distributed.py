@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -61,6 +62,18 @@ class Distributed:
             if p.grad is not None:
                 dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
                 p.grad /= self.world_size
+
+    def shard(self, n: int) -> np.ndarray:
+        """This rank's contiguous block of range(n) (blocks differ by at most one item)."""
+        return np.array_split(np.arange(n), self.world_size)[self.rank]
+
+    def gather_on_main(self, part: object) -> list[object] | None:
+        """Every rank's `part`, in rank order, on rank 0 (None elsewhere)."""
+        if not self.enabled:
+            return [part]
+        parts: list[object] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(part, parts, dst=0)
+        return parts
 
     def barrier(self) -> None:
         if self.enabled:

@@ -218,7 +218,8 @@ def evaluate_model(
     device: Literal["cpu", "cuda", "auto"] | None = None,
     samples_output: Path | None = None,
     elbo_time_samples: int = 16,
-) -> dict[str, Any]:
+    distributed: Distributed = SINGLE,
+) -> dict[str, Any] | None:
     """Sample the test windows of the model's own protocol, write metrics.json and a record.
 
     The record's `elbo` holds the negative ELBO of the held-out values in nats per value with
@@ -229,8 +230,13 @@ def evaluate_model(
     `samples_output`: also write the samples of the first 8 test windows there (.npz, the
     format `csdi report --samples` draws bands from).
 
-    `weights`: evaluate a training snapshot of the model instead of its best weights."""
+    `weights`: evaluate a training snapshot of the model instead of its best weights.
+
+    In a torchrun group (`distributed`) each rank samples a contiguous share of the windows
+    with the seeds a single run would use (`WindowNoise`), rank 0 gathers them, scores and
+    writes; the samples equal a single-process run's. Other ranks return None."""
     imputer = Imputer.load(model_dir, weights)
+    imputer.distributed = distributed
     if device is not None:
         imputer.config = replace(imputer.config, train=replace(imputer.config.train, device=device))
     cfg = imputer.config
@@ -241,7 +247,20 @@ def evaluate_model(
     test = splits.test
     if max_windows is not None:
         test = test.subset(np.arange(min(max_windows, len(test))))
-    samples, seconds, calls = imputer.sample_normalised(test, sampling, progress=progress)
+    mine = distributed.shard(len(test))
+    part = imputer.sample_normalised(
+        test.subset(mine),
+        sampling,
+        progress=progress and distributed.is_main,
+        first_window=int(mine[0]) if len(mine) else 0,
+    )
+    parts = distributed.gather_on_main(part)
+    if parts is None:
+        return None
+    shards = [p for p in parts if isinstance(p, tuple)]
+    samples = np.concatenate([s[0] for s in shards])  # (N, S, L, K) in window order
+    seconds = max(s[1] for s in shards)
+    calls = sum(s[2] for s in shards)
     mean, std = metric_scale(splits)
     result = M.evaluate(samples, test.values, test.targets, scaler_mean=mean, scaler_std=std)
     bound = None

@@ -265,9 +265,11 @@ class Imputer:
         *,
         progress: bool = False,
         noisy_std: np.ndarray | None = None,
+        first_window: int = 0,
     ) -> tuple[np.ndarray, float, int]:
         """Samples (N, S, L, K) in normalised units given `windows.cond` (default: observed);
-        with `noisy_std` (K,) those entries are noisy observations to purify."""
+        with `noisy_std` (K,) those entries are noisy observations to purify. `first_window`:
+        the index of the first window in the whole set (a shard's offset; its seeds follow)."""
         network = self._require_fitted()
         cfg = sampling or self.config.sampling
         cond = windows.observed if windows.cond is None else windows.cond
@@ -282,6 +284,7 @@ class Imputer:
             progress=progress,
             bounds=self.bounds,
             noisy_std=noisy_std,
+            first_window=first_window,
         )
         return res.samples, res.seconds, res.network_calls
 

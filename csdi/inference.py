@@ -90,13 +90,16 @@ def sample_windows(
     progress: bool = False,
     bounds: ValueBounds | None = None,
     noisy_std: np.ndarray | None = None,
+    first_window: int = 0,
 ) -> SampleResult:
     """Samples (N, S, L, K) of every window, batching windows so that B·S rows fit a chunk.
 
     values (N, L, K) normalised (anything on non-cond entries is ignored), cond_mask (N, L, K)
     bool, timestamps (N, L). Window i draws from its own stream seeded by (`cfg.seed`, i)
     (`csdi.diffusion.noise.WindowNoise`), so the same seed gives the same samples whatever the
-    chunk size (`sde` aside: torchsde's Brownian motion spans a batch). `cfg.precision`: of
+    chunk size (`sde` aside: torchsde's Brownian motion spans a batch); `first_window` is the
+    index of values[0] in the whole set, so a shard of the windows draws what it would draw
+    in one run over all of them. `cfg.precision`: of
     the network calls only (`csdi.nn.precision`). With `bounds` (model
     units) and `cfg.clip`, every sampler's x̂₀ and the samples stay inside them
     (`csdi.diffusion.bounds`). With `noisy_std` (K,) (normalised units; ancestral sampler
@@ -148,7 +151,7 @@ def sample_windows(
             sampler=cfg.sampler,
             steps=cfg.steps,
             n_samples=cfg.n_samples,
-            generator=WindowNoise(cfg.seed, lo, hi - lo, cfg.n_samples, device),
+            generator=WindowNoise(cfg.seed, first_window + lo, hi - lo, cfg.n_samples, device),
             chunk_size=inner_chunk,
             time_grid=cfg.time_grid,
             **options,

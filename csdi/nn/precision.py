@@ -31,11 +31,17 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """ "auto" → "bf16" where native, else "fp32"; other names as given (checked)."""
+    """`auto` → bf16 where native, else fp32; bf16 where it is not native is refused
+    (autocast would emulate it, slower than fp32); other names as given (checked)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
+    if precision == "bf16" and not native_bf16(device):
+        raise ValueError(
+            f"precision bf16: this {device.type.upper()} has no native bf16 arithmetic "
+            "(it would be emulated, slower than fp32); use fp32 or auto"
+        )
     return precision
 
 

@@ -8,6 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from csdi.imputer import Imputer
+from csdi.nn import precision as precision_module
 from csdi.nn.precision import native_bf16, network_precision, resolve_precision
 from csdi.nn.transformer import SHORT_SEQUENCE, TransformerLayer, explicit_attention
 from tests.conftest import sine_frame_values
@@ -71,3 +72,12 @@ def test_auto_is_bf16_exactly_where_the_hardware_has_it() -> None:
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
     with pytest.raises(ValueError, match="auto"):
         resolve_precision("half", cpu)
+
+
+def test_bf16_without_native_support_is_one_clear_error(monkeypatch, tiny_config) -> None:
+    data = sine_frame_values(24 * 12, 3, 0.3, seed=0).reshape(24, 12, 3)
+    imputer = Imputer(tiny_config).fit(data, progress=False)
+    monkeypatch.setattr(precision_module, "native_bf16", lambda device: False)
+    with pytest.raises(ValueError, match="no native bf16"):
+        imputer.impute(data[:2], n_samples=2, steps=2, precision="bf16")
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"

@@ -98,6 +98,7 @@ class TrainConfig:
     validate_every: int | None = None
     snapshot_every: int | None = None  # keep the EMA weights every N validations (curves)
     snapshot_minutes: tuple[float, ...] = ()  # also keep them when these wall times are passed
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"  # of the network's forward (nn.precision)
 
 
 @dataclass(frozen=True)

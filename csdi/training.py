@@ -33,6 +33,7 @@ from csdi.diffusion.losses import get_objective
 from csdi.diffusion.noise import window_seed
 from csdi.diffusion.schedule import NoiseSchedule
 from csdi.distributed import SINGLE, Distributed
+from csdi.nn.precision import AtPrecision
 from csdi.progress import bar_disable
 
 log = logging.getLogger(__name__)
@@ -315,6 +316,8 @@ class Trainer:
             )
         target = observed * (1.0 - cond_mask)
         cond = Conditioning(x=x0 * cond_mask, mask=cond_mask, timestamps=batch.timestamps[idx])
+        if self.cfg.precision != "fp32":
+            model = AtPrecision(model, self.cfg.precision, self.device)
         return self.objective(
             model, x0, cond, target, self.schedule, generator=generator, **self.objective_kwargs
         )

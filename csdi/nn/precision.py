@@ -45,6 +45,22 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+class AtPrecision(torch.nn.Module):
+    """A noise predictor evaluated inside `network_precision`, its output returned as fp32 (so
+    the loss or sampler arithmetic around it stays fp32). Gradients flow as through autocast."""
+
+    def __init__(self, model: torch.nn.Module, precision: str, device: torch.device) -> None:
+        super().__init__()
+        self.model = model
+        self.precision = resolve_precision(precision, device)
+        self.device = device
+
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        with network_precision(self.precision, self.device):
+            out = self.model(*args, **kwargs)
+        return out.float()
+
+
 def network_precision(precision: str, device: torch.device) -> AbstractContextManager[object]:
     """The context to evaluate the network in at `precision` on `device`."""
     precision = resolve_precision(precision, device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -81,3 +83,13 @@ def test_bf16_without_native_support_is_one_clear_error(monkeypatch, tiny_config
     with pytest.raises(ValueError, match="no native bf16"):
         imputer.impute(data[:2], n_samples=2, steps=2, precision="bf16")
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+
+
+@pytest.mark.skipif(not native_bf16(torch.device("cpu")), reason="this CPU has no native bf16")
+def test_training_in_bf16_keeps_fp32_weights_and_a_finite_loss(tiny_config) -> None:
+    cfg = replace(tiny_config, train=replace(tiny_config.train, precision="bf16"))
+    data = sine_frame_values(24 * 12, 3, 0.3, seed=0).reshape(24, 12, 3)
+    imputer = Imputer(cfg).fit(data, progress=False)
+    assert imputer.history is not None and np.isfinite(imputer.history.train_loss).all()
+    assert imputer.network is not None
+    assert all(p.dtype == torch.float32 for p in imputer.network.parameters())

@@ -46,6 +46,14 @@ class Distributed:
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out / self.world_size
 
+    def total(self, value: torch.Tensor) -> torch.Tensor:
+        """The sum of `value` over ranks (itself when single-process); no gradient."""
+        if not self.enabled:
+            return value.detach()
+        out = value.detach().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
     def from_main(self, value: float, device: torch.device) -> float:
         """Rank 0's `value` on every rank (its wall clock: the same stops and learning rates)."""
         if not self.enabled:

@@ -301,7 +301,9 @@ class Trainer:
         idx: Tensor,
         generator: torch.Generator,
         use_protocol_cond: bool,
-    ) -> Tensor:
+    ) -> tuple[Tensor, Tensor]:
+        """The objective on windows `idx` and their number of target entries (the objective's
+        normaliser)."""
         x0 = batch.values[idx]  # (B, K, L)
         observed = batch.observed[idx]
         if use_protocol_cond and batch.cond is not None:
@@ -318,9 +320,10 @@ class Trainer:
         cond = Conditioning(x=x0 * cond_mask, mask=cond_mask, timestamps=batch.timestamps[idx])
         if self.cfg.precision != "fp32":
             model = AtPrecision(model, self.cfg.precision, self.device)
-        return self.objective(
+        loss = self.objective(
             model, x0, cond, target, self.schedule, generator=generator, **self.objective_kwargs
         )
+        return loss, (target != 0).sum().clamp_min(1).to(loss.dtype)
 
     @property
     def global_batch(self) -> int:
@@ -371,12 +374,18 @@ class Trainer:
             factor = lr_factor(self.cfg, self.step, self.progress(per_epoch), per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.cfg.lr * factor
-            loss = self._loss(
+            loss, n_targets = self._loss(
                 self.model, data, self._next_batch(n), self.noise_generator, use_protocol_cond=False
             )
             finite &= torch.isfinite(loss)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if self.distributed.enabled:
+                # each rank's loss is normalised by its own targets; re-weight it so that the
+                # gradient DDP averages is the one of the whole global batch's normalised loss
+                share = self.distributed.world_size * n_targets / self.distributed.total(n_targets)
+                (loss * share).backward()
+            else:
+                loss.backward()
             self.distributed.average_gradients(
                 [p for p in self.schedule.parameters() if p.requires_grad]
             )
@@ -419,7 +428,7 @@ class Trainer:
         losses = []
         for _ in range(repeats):
             for idx in torch.arange(len(data), device=self.device).split(64):
-                losses.append(self._loss(model, data, idx, gen, use_protocol_cond=True).item())
+                losses.append(self._loss(model, data, idx, gen, use_protocol_cond=True)[0].item())
         return float(np.mean(losses))
 
     def fit(

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from csdi import checkpoint
 from csdi.config import load_config
 from csdi.distributed import Distributed
 from csdi.imputer import Imputer
+from csdi.training import Trainer
 from tests.conftest import TINY, sine_frame_values
 
 
@@ -106,3 +108,62 @@ def test_sharded_evaluation_equals_a_single_process_one(tmp_path) -> None:
         np.testing.assert_allclose(a["samples"], b["samples"], rtol=0, atol=1e-5)
     for name, value in records[0]["metrics"].items():
         assert records[1]["metrics"][name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
+
+
+def _deterministic_objective(model, x0, cond, target, schedule, *, generator, **kwargs):  # type: ignore[no-untyped-def]
+    """The DSM shape without random draws: the trainer's forecast mask makes cond and target
+    deterministic, and the loss is normalised by each batch's own number of targets, which
+    differs between windows (missing values), so a 2-rank step must re-weight to match 1 rank."""
+    t = torch.full((x0.shape[0],), 0.5)
+    out = model(x0 * (1.0 - target), t, cond)
+    return (((out - x0) ** 2) * target).sum() / target.sum().clamp_min(1)
+
+
+def _one_step(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    if world > 1:
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        batch = 8 // world  # the same global batch of 8
+        sets = ["train.steps=1", f"train.batch_size={batch}", "train.masking=forecast"]
+        sets += ["train.lr=10", "model.dropout=0"]  # a large step, well above float32 rounding
+        cfg = load_config(None, [*TINY, *sets, "data.horizon=4"])
+        cfg = replace(cfg, train=replace(cfg.train, ema_decay=0.0))  # EMA = the live weights
+        data = sine_frame_values(24 * 12, 3, 0.3, seed=0).reshape(24, 12, 3)
+        torch.manual_seed(0)
+        imputer = Imputer(cfg, Distributed(rank=rank, world_size=world, local_rank=rank))
+        real = Trainer.__init__
+
+        def init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            real(self, *args, **kwargs)
+            self.objective = _deterministic_objective
+            torch.save(self.network.state_dict(), Path(out) / f"init{world}_{rank}.pt")
+
+        Trainer.__init__ = init  # type: ignore[method-assign]
+        # plain SGD: the weights move by exactly −lr·gradient (Adam's first step is ≈ lr·sign(g)
+        # and would hide a gradient of the wrong size)
+        torch.optim.Adam = lambda params, lr, weight_decay: torch.optim.SGD(params, lr=lr)  # type: ignore[assignment,misc]
+        imputer.fit(data, progress=False)
+        assert imputer.network is not None
+        torch.save(imputer.network.state_dict(), Path(out) / f"w{world}_{rank}.pt")
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def test_a_two_rank_step_equals_a_one_rank_step_on_the_same_global_batch(tmp_path) -> None:
+    """One shared shuffle split across ranks, DDP's gradient averaging and the re-weighting of
+    each rank's normalised loss: one step of 2 ranks × 4 windows = one step of 1 rank × 8."""
+    mp.spawn(_one_step, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    _one_step(0, 1, 0, str(tmp_path))
+
+    def update(world: int) -> dict[str, torch.Tensor]:  # = −lr·gradient (SGD)
+        after = torch.load(tmp_path / f"w{world}_0.pt", weights_only=True)
+        before = torch.load(tmp_path / f"init{world}_0.pt", weights_only=True)
+        return {k: after[k] - before[k] for k in after}
+
+    one, two = update(1), update(2)
+    assert max(float(v.abs().max()) for v in one.values()) > 1e-2  # the step moved the weights
+    for name, tensor in one.items():
+        torch.testing.assert_close(two[name], tensor, rtol=1e-3, atol=1e-5)

@@ -73,8 +73,8 @@ def test_a_non_finite_loss_stops_the_round_and_keeps_the_last_checkpoint(
     real = Trainer._loss
 
     def poisoned(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        loss = real(self, *args, **kwargs)
-        return loss * float("nan") if self.step == 4 else loss
+        loss, n = real(self, *args, **kwargs)
+        return (loss * float("nan"), n) if self.step == 4 else (loss, n)
 
     monkeypatch.setattr(Trainer, "_loss", poisoned)
     again, _ = _tiny_fit(tiny_config, tmp_path, epochs=2)

@@ -124,6 +124,13 @@ def _one_step(rank: int, world: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     if world > 1:
         dist.init_process_group("gloo", rank=rank, world_size=world)
+    real_init, real_adam = Trainer.__init__, torch.optim.Adam
+
+    def init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        real_init(self, *args, **kwargs)
+        self.objective = _deterministic_objective
+        torch.save(self.network.state_dict(), Path(out) / f"init{world}_{rank}.pt")
+
     try:
         batch = 8 // world  # the same global batch of 8
         sets = ["train.steps=1", f"train.batch_size={batch}", "train.masking=forecast"]
@@ -133,13 +140,6 @@ def _one_step(rank: int, world: int, port: int, out: str) -> None:
         data = sine_frame_values(24 * 12, 3, 0.3, seed=0).reshape(24, 12, 3)
         torch.manual_seed(0)
         imputer = Imputer(cfg, Distributed(rank=rank, world_size=world, local_rank=rank))
-        real = Trainer.__init__
-
-        def init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            real(self, *args, **kwargs)
-            self.objective = _deterministic_objective
-            torch.save(self.network.state_dict(), Path(out) / f"init{world}_{rank}.pt")
-
         Trainer.__init__ = init  # type: ignore[method-assign]
         # plain SGD: the weights move by exactly −lr·gradient (Adam's first step is ≈ lr·sign(g)
         # and would hide a gradient of the wrong size)
@@ -147,7 +147,9 @@ def _one_step(rank: int, world: int, port: int, out: str) -> None:
         imputer.fit(data, progress=False)
         assert imputer.network is not None
         torch.save(imputer.network.state_dict(), Path(out) / f"w{world}_{rank}.pt")
-    finally:
+    finally:  # this runs in the test process too (world 1): put everything back
+        Trainer.__init__ = real_init  # type: ignore[method-assign]
+        torch.optim.Adam = real_adam  # type: ignore[misc]
         if world > 1:
             dist.destroy_process_group()
 

@@ -267,6 +267,7 @@ OWN_DATA_DEFAULTS: tuple[str, ...] = (
     "sampling.sampler=dpm_solver",
     "sampling.steps=10",
     "sampling.time_grid=logsnr",
+    "sampling.precision=auto",  # bf16 where native: same CRPS, 1.3x faster (precision.md)
 )
 
 

@@ -173,10 +173,13 @@ class Trainer:
                 self.schedule, multi_avg_fn=ema_with_warmup(train_cfg.ema_decay), use_buffers=True
             )
         params = list(network.parameters()) + [p for p in schedule.parameters() if p.requires_grad]
-        fused = {"fused": True} if device.type == "cuda" else {}  # one kernel for all params
         self.optimizer = torch.optim.Adam(
-            params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay, **fused
+            params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
         )
+        if device.type == "cuda":  # one fused kernel for all parameters
+            self.optimizer = torch.optim.Adam(
+                params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay, fused=True
+            )
         self.ema = AveragedModel(
             network, multi_avg_fn=ema_with_warmup(train_cfg.ema_decay), use_buffers=True
         )

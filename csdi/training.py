@@ -174,12 +174,11 @@ class Trainer:
             )
         params = list(network.parameters()) + [p for p in schedule.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(
-            params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
+            params,
+            lr=train_cfg.lr,
+            weight_decay=train_cfg.weight_decay,
+            fused=True if device.type == "cuda" else None,  # one kernel for all params on GPUs
         )
-        if device.type == "cuda":  # one fused kernel for all parameters
-            self.optimizer = torch.optim.Adam(
-                params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay, fused=True
-            )
         self.ema = AveragedModel(
             network, multi_avg_fn=ema_with_warmup(train_cfg.ema_decay), use_buffers=True
         )

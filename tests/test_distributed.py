@@ -143,7 +143,7 @@ def _one_step(rank: int, world: int, port: int, out: str) -> None:
         Trainer.__init__ = init  # type: ignore[method-assign]
         # plain SGD: the weights move by exactly −lr·gradient (Adam's first step is ≈ lr·sign(g)
         # and would hide a gradient of the wrong size)
-        torch.optim.Adam = lambda params, lr, weight_decay: torch.optim.SGD(params, lr=lr)  # type: ignore[assignment,misc]
+        torch.optim.Adam = lambda params, lr, **kwargs: torch.optim.SGD(params, lr=lr)  # type: ignore[assignment,misc]
         imputer.fit(data, progress=False)
         assert imputer.network is not None
         torch.save(imputer.network.state_dict(), Path(out) / f"w{world}_{rank}.pt")

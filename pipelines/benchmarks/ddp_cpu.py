@@ -2,7 +2,8 @@
 
 Both train the PhysioNet 10 % configuration with the same global batch (16 windows a step:
 one process of batch 16, or two ranks of batch 8) for the same number of steps; the figure
-is the training time per step from the run's own history (validation excluded). Run it with
+is the training time per step from the run's own history (its one validation, at the end,
+included: the same work in both). Run it with
 both cores idle. Writes reports/performance/ddp_cpu.{json,md}.
 
     python pipelines/benchmarks/ddp_cpu.py --steps 60
@@ -67,7 +68,7 @@ def main() -> None:
         "",
         f"`{command}` — {time.strftime('%Y-%m-%d')}; {machine}; PhysioNet 10 %, 2 heads, no "
         f"dropout, global batch 16, {args.steps} steps, training time per step from each "
-        "run's history (validation excluded).",
+        "run's history (its one validation at the end included, the same work in both).",
         "",
         "| setup | ms per step | wall s (incl. start-up) |",
         "|---|---:|---:|",

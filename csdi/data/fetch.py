@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import os
 import secrets
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -135,8 +136,6 @@ def fetch_command(names: Sequence[str], data_dir: Path, base_url: str | None = N
 
     Failures are printed to stderr as `csdi: error: …`, one line each; the last is raised as
     FetchError so the CLI prints it the same way and exits with status 2."""
-    import sys
-
     failures: list[str] = []
 
     def report(result: FetchResult) -> None:

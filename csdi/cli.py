@@ -134,13 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _noise_levels(text: str) -> float | np.ndarray:
-    """--denoise: one positive number, or a comma-separated list of them."""
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected positive numbers; got {text!r}") from None
-    if not all(v > 0 and np.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive numbers; got {text!r}")
+    """--denoise: one positive finite number, or a comma-separated list of them."""
+    values = [positive_float(v) for v in text.split(",")]
+    if not all(np.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers; got {text!r}")
     return values[0] if len(values) == 1 else np.array(values)
 
 

@@ -38,14 +38,6 @@ class Distributed:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def mean(self, value: torch.Tensor) -> torch.Tensor:
-        """The average of `value` over ranks (itself when single-process)."""
-        if not self.enabled:
-            return value
-        out = value.detach().clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out / self.world_size
-
     def total(self, value: torch.Tensor) -> torch.Tensor:
         """The sum of `value` over ranks (itself when single-process); no gradient."""
         if not self.enabled:
@@ -53,6 +45,10 @@ class Distributed:
         out = value.detach().clone()
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        """The average of `value` over ranks (itself when single-process); no gradient."""
+        return self.total(value) / self.world_size
 
     def from_main(self, value: float, device: torch.device) -> float:
         """Rank 0's `value` on every rank (its wall clock: the same stops and learning rates)."""

@@ -412,11 +412,9 @@ class Imputer:
         """The noise standard deviation (K,) in normalised units, checked."""
         assert self.scaler is not None
         k = len(self.scaler.std)
-        std = (
-            np.broadcast_to(np.asarray(denoise, dtype=np.float64), (k,))
-            if np.ndim(denoise) == 0
-            else np.asarray(denoise, dtype=np.float64)
-        )
+        std = np.asarray(denoise, dtype=np.float64)
+        if std.ndim == 0:  # one level for every feature
+            std = np.full(k, float(std))
         if std.shape != (k,) or not np.all(np.isfinite(std)) or np.any(std <= 0):
             raise InputError(f"denoise must be one positive number or {k} (one per feature)")
         if cfg.sampler != "ancestral":

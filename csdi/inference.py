@@ -23,7 +23,7 @@ from csdi.diffusion.elbo import elbo
 from csdi.diffusion.noise import WindowNoise
 from csdi.diffusion.samplers import NoisyValues, sample
 from csdi.diffusion.schedule import NoiseSchedule
-from csdi.nn.precision import network_precision
+from csdi.nn.precision import network_precision, resolve_precision
 from csdi.nn.score_network import ScoreNetwork
 from csdi.progress import bar_disable
 
@@ -77,6 +77,26 @@ def windows_per_batch(n_samples: int, rows: int) -> int:
     return max(1, rows // max(n_samples, 1))
 
 
+def _model_layout(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Time-major windows (B, L, K) → model layout (B, K, L), float32 on `device`."""
+    return torch.from_numpy(a.transpose(0, 2, 1).astype(np.float32)).to(device)
+
+
+def _window_batch(
+    values: np.ndarray,
+    cond_mask: np.ndarray,
+    timestamps: np.ndarray,
+    rows: slice,
+    device: torch.device,
+) -> tuple[torch.Tensor, Conditioning]:
+    """Windows `rows` in model layout: their values x (B, K, L) and the conditioning on the
+    `cond_mask` entries (x there, 0 elsewhere) with their time stamps."""
+    mask = _model_layout(cond_mask[rows], device)
+    x = _model_layout(values[rows], device)
+    stamps = torch.from_numpy(timestamps[rows].astype(np.float32)).to(device)
+    return x, Conditioning(x=x * mask, mask=mask, timestamps=stamps)
+
+
 @torch.no_grad()
 def sample_windows(
     network: nn.Module,
@@ -117,10 +137,12 @@ def sample_windows(
     # windows are batched so that B·S rows fit a chunk; the sampler chunks only if S alone is more
     inner_chunk = rows if cfg.n_samples > rows else None
 
+    precision = resolve_precision(cfg.precision, device)  # once, and refused before any work
+
     def count_calls(z_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         nonlocal calls
         calls += 1
-        with network_precision(cfg.precision, device):
+        with network_precision(precision, device):
             return predictor(z_t, t, cond).to(z_t.dtype)  # the sampler's arithmetic stays fp32
 
     counted: NoisePredictor = count_calls
@@ -136,14 +158,12 @@ def sample_windows(
     bars = bar_disable(progress)
     for lo in tqdm(range(0, n, per_batch), desc="sampling", disable=bars, leave=False):
         hi = min(n, lo + per_batch)
-        mask = torch.from_numpy(cond_mask[lo:hi].transpose(0, 2, 1).astype(np.float32)).to(device)
-        x = torch.from_numpy(values[lo:hi].transpose(0, 2, 1).astype(np.float32)).to(device)
-        stamps = torch.from_numpy(timestamps[lo:hi].astype(np.float32)).to(device)
-        cond = Conditioning(x=x * mask, mask=mask, timestamps=stamps)  # (B, K, L)
+        x, cond = _window_batch(values, cond_mask, timestamps, slice(lo, hi), device)
         if noisy_std is not None:
             std = torch.as_tensor(noisy_std, dtype=torch.float32, device=device)[None, :, None]
-            options["noisy"] = NoisyValues(y=x * mask, mask=mask, std=std.expand_as(x))
-            cond = Conditioning(x=torch.zeros_like(x), mask=torch.zeros_like(x), timestamps=stamps)
+            options["noisy"] = NoisyValues(y=cond.x, mask=cond.mask, std=std.expand_as(x))
+            empty = torch.zeros_like(x)
+            cond = Conditioning(x=empty, mask=empty, timestamps=cond.timestamps)
         draws = sample(
             counted,
             cond,
@@ -213,21 +233,13 @@ def elbo_windows(
         network.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
 
-    def channels_first(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a.transpose(0, 2, 1).astype(np.float32)).to(device)
-
     # rows: total of half 1, total of half 2, prior, reconstruction, diffusion, n
     per_window: list[np.ndarray] = []
     for lo in range(0, values.shape[0], batch_windows):
         hi = min(values.shape[0], lo + batch_windows)
-        mask = channels_first(cond_mask[lo:hi])  # (B, K, L)
-        target = channels_first(target_mask[lo:hi])
-        x0 = channels_first(values[lo:hi]) * torch.clamp(mask + target, max=1.0)
-        cond = Conditioning(
-            x=x0 * mask,
-            mask=mask,
-            timestamps=torch.from_numpy(timestamps[lo:hi].astype(np.float32)).to(device),
-        )
+        x, cond = _window_batch(values, cond_mask, timestamps, slice(lo, hi), device)
+        target = _model_layout(target_mask[lo:hi], device)  # (B, K, L)
+        x0 = x * torch.clamp(cond.mask + target, max=1.0)
         halves = [
             elbo(
                 network,

@@ -172,9 +172,10 @@ class Trainer:
             self.schedule_ema = AveragedModel(
                 self.schedule, multi_avg_fn=ema_with_warmup(train_cfg.ema_decay), use_buffers=True
             )
-        params = list(network.parameters()) + [p for p in schedule.parameters() if p.requires_grad]
+        # a learned schedule's trainable parameters (its interior): outside the DDP module
+        self.schedule_params = [p for p in schedule.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(
-            params,
+            [*network.parameters(), *self.schedule_params],
             lr=train_cfg.lr,
             weight_decay=train_cfg.weight_decay,
             fused=True if device.type == "cuda" else None,  # one kernel for all params on GPUs
@@ -389,9 +390,7 @@ class Trainer:
                 (loss * share).backward()
             else:
                 loss.backward()
-            self.distributed.average_gradients(
-                [p for p in self.schedule.parameters() if p.requires_grad]
-            )
+            self.distributed.average_gradients(self.schedule_params)
             self.optimizer.step()
             self.ema.update_parameters(self.network)
             if self.schedule_ema is not None:

@@ -54,6 +54,7 @@ for steps in 10 50; do
 done
 "$PY" - "$OUT" "$STEPS" <<'PYEOF'
 import json, sys, pathlib
+import torch
 out, steps = pathlib.Path(sys.argv[1]), int(sys.argv[2])
 rows = {}
 for line in (out / "train_ms.txt").read_text().split("\n"):
@@ -62,7 +63,7 @@ for line in (out / "train_ms.txt").read_text().split("\n"):
         seconds = int(ms) / 1000
         state = json.loads((out / f"train_{prec}" / "experiment.json").read_text())
         batch = state["train"]["batch_size"]
-        history = __import__("torch").load(out / f"train_{prec}" / "last.pt", weights_only=True)["history"]
+        history = torch.load(out / f"train_{prec}" / "last.pt", weights_only=True)["history"]
         train_s = history["seconds"][-1]
         rows[prec] = {"wall_seconds": float(seconds), "train_seconds": train_s,
                       "step_ms": 1000 * train_s / steps, "windows_per_second": steps * batch / train_s}

@@ -34,7 +34,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """`auto` → bf16 where native, else fp32; bf16 where it is not native is refused
     (autocast would emulate it, slower than fp32); other names as given (checked)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+        raise ValueError(
+            f"unresolved precision {precision!r}; one of ['fp32', 'bf16'] from {list(PRECISIONS)}"
+        )
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     if precision == "bf16" and not native_bf16(device):
@@ -62,8 +64,8 @@ class AtPrecision(torch.nn.Module):
 
 
 def network_precision(precision: str, device: torch.device) -> AbstractContextManager[object]:
-    """The context to evaluate the network in at `precision` on `device`."""
-    precision = resolve_precision(precision, device)
+    """The context to evaluate the network in at a resolved `precision` ("fp32" or "bf16", from
+    `resolve_precision`, which callers run once rather than at every network call)."""
     if precision == "fp32":
         return nullcontext()
     if precision == "bf16":

@@ -390,9 +390,12 @@ def test_ddim_eta_one_is_ancestral_and_eta_zero_is_deterministic() -> None:
     torch.testing.assert_close(draw("ddim", 0, eta=0.0), draw("ddim", 0, eta=0.0))
 
 
-@pytest.mark.parametrize(("option", "value"), [("method", "srk"), ("adaptive", True)])
+@pytest.mark.parametrize(
+    ("option", "value"), [("method", "srk"), ("adaptive", True), ("lam", 0.5), ("lam", 1.0)]
+)
 def test_sde_options_match_oracle(option: str, value: object) -> None:
-    """SRK (strong order 1.5) and adaptive steps solve the same reverse SDE."""
+    """SRK (strong order 1.5) and adaptive steps solve the same reverse SDE; λ ∈ (0, 1] (part
+    stochastic, or the probability-flow ODE) through torchsde samples the same conditional law."""
     schedule = get_schedule("vp_linear")
     oracle = make_oracle(schedule)
     cond = make_cond()
@@ -523,23 +526,3 @@ def test_sde_steps_along_the_time_grid() -> None:
             torch.tensor(seen[-1], dtype=torch.float64), grid[:-1], rtol=0, atol=1e-12
         )
     assert float((out[0] - out[1]).abs().max()) > 1e-3
-
-
-@pytest.mark.parametrize("lam", [0.5, 1.0])
-def test_sde_with_lambda_matches_oracle(lam: float) -> None:
-    """λ ∈ (0, 1] (part stochastic, or the probability-flow ODE) through torchsde: the same
-    conditional law."""
-    schedule = get_schedule("vp_linear")
-    oracle = make_oracle(schedule)
-    cond = make_cond()
-    out = sample(
-        AffineOracle(oracle),
-        cond,
-        schedule,
-        sampler="sde",
-        steps=200,
-        n_samples=N_SAMPLES,
-        generator=torch.Generator().manual_seed(6),
-        lam=lam,
-    )
-    assert_matches_conditional(out, oracle, cond)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
 import sys
 import warnings
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from csdi.cli_args import (
     quantile_levels,
 )
 from csdi.progress import QUIET_ENV
+from csdi.results import invocation
 
 log = logging.getLogger("csdi")
 
@@ -295,7 +295,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             weights=args.weights,
             device=args.device,
             samples_output=args.samples_output,
-            command=shlex.join(["csdi", *sys.argv[1:]]),
+            command=invocation(),
             elbo_time_samples=0 if args.no_elbo else args.elbo_samples,
             distributed=group,
         )

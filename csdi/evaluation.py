@@ -12,8 +12,6 @@ A baseline sees each test window with NaN wherever the protocol does not give th
 from __future__ import annotations
 
 import logging
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from csdi.baselines import BASELINES, run_baseline
 from csdi.config import DataConfig, to_dict
 from csdi.data.windows import WindowSet
 from csdi.experiment import Splits, load_splits, metric_scale
-from csdi.results import append_record, device_description, make_record
+from csdi.results import append_record, device_description, invocation, make_record
 from csdi.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -138,7 +136,7 @@ def evaluate_baseline(
         train_seconds=None,
         impute_seconds=seconds,
         device=device_description("cpu"),
-        command=command or shlex.join(["csdi", *sys.argv[1:]]),
+        command=command or invocation(),
         units=splits.units,
         deterministic=name in DETERMINISTIC,
         options=options,

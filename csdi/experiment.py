@@ -24,7 +24,7 @@ from csdi.data.synthetic import SyntheticData, make_synthetic
 from csdi.data.windows import WindowSet
 from csdi.distributed import SINGLE, Distributed
 from csdi.imputer import Imputer, normalise
-from csdi.results import append_record, device_description, make_record
+from csdi.results import append_record, device_description, make_record, portable
 from csdi.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -294,8 +294,8 @@ def evaluate_model(
         network_calls=calls,
         eta=sampling.eta if sampling.sampler == "ddim" else None,
         time_grid=sampling.time_grid,
-        model_dir=str(model_dir),
-        weights=str(weights) if weights is not None else "model.pt",
+        model_dir=portable(model_dir),
+        weights=portable(weights) if weights is not None else "model.pt",
         units=splits.units,
         elbo=bound,
     )

@@ -7,13 +7,12 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from csdi.cli_args import positive_int
+from csdi.results import invocation
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -77,7 +76,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         title=args.title or f"{args.experiment}: results",
         references=references_for(args.experiment),
         samples=list(args.samples),
-        command=shlex.join(["csdi", *sys.argv[1:]]),
+        command=invocation(),
     )
     print(f"{len(records)} records → {paths['markdown']} and {paths['html']}")
 
@@ -123,7 +122,7 @@ def cmd_baselines(args: argparse.Namespace) -> None:
     from csdi.evaluation import evaluate_baseline
 
     cfg = load_config(args.config, list(args.set))
-    command = shlex.join(["csdi", *sys.argv[1:]])
+    command = invocation()
     for name in args.methods:
         record = evaluate_baseline(
             name,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,26 @@ def git_commit() -> str:
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def portable(path: str | Path) -> str:
+    """`path` as records and reports hold it: an absolute path made relative to the working
+    directory, so no machine's folder layout is written down; a relative one unchanged."""
+    text = str(path)
+    return os.path.relpath(text) if os.path.isabs(text) else text
+
+
+def invocation(argv: Sequence[str] | None = None) -> str:
+    """The `csdi …` command line that ran (`sys.argv[1:]` by default), absolute paths made
+    relative (`portable`), also in `--option=/path` form."""
+
+    def arg(a: str) -> str:
+        name, eq, value = a.partition("=")
+        if a.startswith("-") and eq and os.path.isabs(value):
+            return f"{name}={portable(value)}"
+        return portable(a) if os.path.isabs(a) else a
+
+    return shlex.join(["csdi", *(arg(a) for a in (sys.argv[1:] if argv is None else argv))])
 
 
 def device_description(device: str) -> str:
@@ -88,7 +110,7 @@ def make_record(
         "train_seconds": train_seconds,
         "impute_seconds": impute_seconds,
         "device": device,
-        "command": command or shlex.join(["csdi", *sys.argv[1:]]),
+        "command": command or invocation(),
         "commit": git_commit(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **extra,

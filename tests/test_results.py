@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from csdi.results import ResultsError, append_record, make_record, read_records
+from csdi.results import (
+    ResultsError,
+    append_record,
+    invocation,
+    make_record,
+    portable,
+    read_records,
+)
 
 
 def _record(method: str) -> dict:
@@ -62,3 +69,20 @@ def test_unreadable_file_is_not_overwritten(tmp_path) -> None:
     path.write_text(json.dumps({"not": "a list"}))
     with pytest.raises(ResultsError, match="expected a JSON list"):
         append_record(path, _record("a"))
+
+
+def test_recorded_command_holds_no_absolute_path(tmp_path, monkeypatch) -> None:
+    """Records and reports name files relative to where the command ran, never by a machine's
+    absolute folders (absolute paths inside and outside the working directory, `--opt=/path`)."""
+    work = tmp_path / "project"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = ["evaluate", "--model", str(work / "runs" / "m"), f"--reports={tmp_path / 'r'}"]
+    argv += ["--samples", "10", "plain/relative.csv"]
+    command = invocation(argv)
+    assert command == (
+        "csdi evaluate --model runs/m --reports=../r --samples 10 plain/relative.csv"
+    )
+    assert str(tmp_path) not in command
+    assert portable(work / "a.csv") == "a.csv"
+    assert portable("b.csv") == "b.csv"

@@ -11,8 +11,8 @@ scores CRPS 0.234 / MAE 0.216 there with 20 samples of its 50-step sampler.
     python pipelines/benchmarks/training_budget.py --recipe fast --minutes 60 --score-only
     python pipelines/benchmarks/training_budget.py --report   # rewrite the .md from the .json
 
-Runs live in runs/training_budget/RECIPE_BUDGETmin (the cosine anneals over the budget, so a
-budget is its own run); a snapshot already scored with a protocol is not scored again.
+Runs live in runs/training_budget/RECIPE_BUDGETmin[_Nthreads] (the cosine anneals over the
+budget, so a budget is its own run); a snapshot already scored with a protocol is not scored again.
 
 Recipes (`RECIPES`): `csdi` is CSDI's recipe unchanged (its LR milestones at 75 / 90 % of 200
 epochs fall far beyond any CPU budget); `fast` is ours: 2 attention heads of width 32, no
@@ -117,8 +117,8 @@ def evaluate(run: Path, snapshot: Path, protocol: str, threads: int) -> dict[str
     }
 
 
-def _key(row: dict[str, Any]) -> tuple[str, float, str, str]:
-    return (row["recipe"], row["budget_minutes"], row["snapshot"], row["protocol"])
+def _key(row: dict[str, Any]) -> tuple[str, float, int, str, str]:
+    return (row["recipe"], row["budget_minutes"], row["threads"], row["snapshot"], row["protocol"])
 
 
 def earlier_reference() -> list[dict[str, Any]]:
@@ -144,9 +144,10 @@ def earlier_reference() -> list[dict[str, Any]]:
     return rows
 
 
-def run_name(recipe: str, minutes: float) -> str:
-    """The run folder of a recipe trained for a budget: its cosine anneals over that budget."""
-    return f"{recipe}_{minutes:g}min"
+def run_name(recipe: str, minutes: float, threads: int) -> str:
+    """The run folder of a recipe trained for a budget (its cosine anneals over that budget) on
+    `threads` threads (the number of steps a budget buys depends on them)."""
+    return f"{recipe}_{minutes:g}min" + ("" if threads == 1 else f"_{threads}threads")
 
 
 def snapshot_step(run: str, snapshot: str) -> int | None:
@@ -158,7 +159,9 @@ def snapshot_step(run: str, snapshot: str) -> int | None:
 def write_report(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         if "step" not in r and "snapshot" in r:
-            r["step"] = snapshot_step(run_name(r["recipe"], r["budget_minutes"]), r["snapshot"])
+            r["step"] = snapshot_step(
+                run_name(r["recipe"], r["budget_minutes"], r["threads"]), r["snapshot"]
+            )
     rows = rows + earlier_reference()
     lines = [
         "# Training budget: CRPS against training minutes on PhysioNet 10 % (this 2-core CPU)",
@@ -210,14 +213,14 @@ def main() -> None:
     rows: list[dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else []
     if not args.report:
         marks = [float(m) for m in args.marks.split(",") if float(m) <= args.minutes]
-        run = args.runs / run_name(args.recipe, args.minutes)
+        run = args.runs / run_name(args.recipe, args.minutes, args.threads)
         argv = train_argv(args.recipe, args.minutes, marks, args.threads, run)
         if not args.score_only:
             _run(argv, args.threads)
         for mark in marks:
             snapshot = run / "snapshots" / f"minutes_{mark:g}.pt"
             for protocol in [q for q in args.protocols.split(",") if q]:
-                key = (args.recipe, args.minutes, snapshot.name, protocol)
+                key = (args.recipe, args.minutes, args.threads, snapshot.name, protocol)
                 rows = json.loads(path.read_text()) if path.is_file() else []
                 if not snapshot.is_file() or any(_key(r) == key for r in rows):
                     continue

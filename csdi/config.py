@@ -67,6 +67,9 @@ class DiffusionConfig:
     schedule: str = "csdi_quad"
     objective: str = "dsm_simple"
     antithetic: bool = False
+    # "zero": CSDI's N(0, I) prior; "interpolation": diffuse the residual from the linear
+    # interpolation of the conditioning values, per-feature scale (csdi.diffusion.prior)
+    prior_mean: Literal["zero", "interpolation"] = "zero"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from csdi.checkpoint import FORMAT_VERSION, CheckpointError
 from csdi.config import ExperimentConfig, SamplingConfig, from_dict, own_data_config, to_dict
 from csdi.data.scaling import Scaler, ValueBounds, fit_bounds, fit_sensor_scaler
 from csdi.data.windows import WindowSet, stitch, window_starts
+from csdi.diffusion.prior import ResidualPrior
 from csdi.diffusion.schedule import NoiseSchedule, get_schedule
 from csdi.distributed import SINGLE, Distributed
 from csdi.inference import ElboSummary, elbo_windows, quantiles_of, sample_windows
@@ -118,6 +119,7 @@ class Imputer:
         self.schedule: NoiseSchedule = get_schedule(self.config.diffusion.schedule)
         self.scaler: Scaler | None = None
         self.bounds: ValueBounds | None = None  # model units; None: unbounded (older models)
+        self.prior: ResidualPrior | None = None  # diffusion.prior_mean = "interpolation" only
         self.feature_names: tuple[str, ...] = ()
         self.history: History | None = None
 
@@ -196,6 +198,7 @@ class Imputer:
                 },
                 step=tr.epoch,
             )
+            self.prior = tr.prior  # fitted at the start of trainer.fit; saved with the model
             if output_dir is None:
                 return
             if tr.history.best_epoch == tr.epoch:
@@ -212,6 +215,7 @@ class Imputer:
         self.history = trainer.fit(
             train, valid, on_epoch=on_epoch, on_mark=on_mark, progress=progress, patterns=patterns
         )
+        self.prior = trainer.prior
         self.distributed.barrier()  # rank 0 has written model.pt: every rank takes the same weights
         if best is not None and best.is_file():
             self._load_weights(best)  # the best-validation EMA weights
@@ -285,6 +289,7 @@ class Imputer:
             bounds=self.bounds,
             noisy_std=noisy_std,
             first_window=first_window,
+            prior=self.prior,
         )
         return res.samples, res.seconds, res.network_calls
 
@@ -305,6 +310,7 @@ class Imputer:
             self.device,
             n_time_samples=n_time_samples,
             seed=seed,
+            prior=self.prior,
         )
 
     def impute(
@@ -455,6 +461,7 @@ class Imputer:
             "feature_names": list(self.feature_names),
             "scaler": self.scaler.to_dict(),
             "bounds": None if self.bounds is None else self.bounds.to_dict(),
+            "prior_scale": None if self.prior is None else self.prior.scale.tolist(),
         }
 
     def _save_snapshot(self, trainer: Trainer, path: Path) -> None:
@@ -523,6 +530,26 @@ class Imputer:
             imputer.bounds = None if bounds is None else ValueBounds.from_dict(bounds)
         except (TypeError, ValueError, AttributeError) as e:
             raise CheckpointError(f"{meta_path}: unreadable value bounds ({e})") from None
+        imputer.prior = _prior_from_meta(meta, imputer.config, meta_path)
         imputer.network = imputer._build(len(imputer.feature_names))
         imputer._load_weights(Path(weights) if weights is not None else path / "model.pt")
         return imputer
+
+
+def _prior_from_meta(
+    meta: dict[str, Any], config: ExperimentConfig, meta_path: Path
+) -> ResidualPrior | None:
+    """The residual prior a model directory's config.json stores, checked against its config."""
+    scale = meta.get("prior_scale")
+    wanted = config.diffusion.prior_mean == "interpolation"
+    if wanted != (scale is not None):
+        raise CheckpointError(
+            f"{meta_path}: diffusion.prior_mean is {config.diffusion.prior_mean!r} but the "
+            f"residual scale is {'missing' if scale is None else 'present'}"
+        )
+    if scale is None:
+        return None
+    try:
+        return ResidualPrior(torch.tensor(scale, dtype=torch.float32))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{meta_path}: unreadable residual scale ({e})") from None

@@ -21,6 +21,7 @@ from csdi.diffusion.bounds import ClippedPredictor, clip_targets
 from csdi.diffusion.conditioning import Conditioning, NoisePredictor
 from csdi.diffusion.elbo import elbo
 from csdi.diffusion.noise import WindowNoise
+from csdi.diffusion.prior import ResidualPrior
 from csdi.diffusion.samplers import NoisyValues, sample
 from csdi.diffusion.schedule import NoiseSchedule
 from csdi.nn.precision import network_precision, resolve_precision
@@ -111,6 +112,7 @@ def sample_windows(
     bounds: ValueBounds | None = None,
     noisy_std: np.ndarray | None = None,
     first_window: int = 0,
+    prior: ResidualPrior | None = None,
 ) -> SampleResult:
     """Samples (N, S, L, K) of every window, batching windows so that B·S rows fit a chunk.
 
@@ -125,6 +127,8 @@ def sample_windows(
     (`csdi.diffusion.bounds`). With `noisy_std` (K,) (normalised units; ancestral sampler
     only) the `cond_mask` entries are noisy observations to purify rather than clean values
     (`csdi.diffusion.samplers.NoisyValues`): nothing is given clean, and every entry is sampled.
+    With `prior` (the model's residual prior, `csdi.diffusion.prior`) the sampler runs on the
+    residual u and its draws are mapped back to values.
     """
     network.eval()
     n = values.shape[0]
@@ -132,10 +136,12 @@ def sample_windows(
     rows = chunk_rows(cfg.chunk_size, values.shape[2], values.shape[1], device, channels)
     per_batch = windows_per_batch(cfg.n_samples, rows)
     calls = 0
-    # side-information projections depend on cond only: computed once per batch, not per step
-    predictor = network.cached() if isinstance(network, ScoreNetwork) else network
     # windows are batched so that B·S rows fit a chunk; the sampler chunks only if S alone is more
     inner_chunk = rows if cfg.n_samples > rows else None
+    # side-information projections depend on cond only: computed once per batch (per chunk
+    # of it), not per step; the cache holds every chunk of a batch
+    chunks = 1 if inner_chunk is None else -(-cfg.n_samples // rows)
+    predictor = network.cached(max(16, chunks)) if isinstance(network, ScoreNetwork) else network
 
     precision = resolve_precision(cfg.precision, device)  # once, and refused before any work
 
@@ -150,7 +156,7 @@ def sample_windows(
     if bounds is not None and cfg.clip:
         low = torch.as_tensor(bounds.low, dtype=torch.float32, device=device)
         high = torch.as_tensor(bounds.high, dtype=torch.float32, device=device)
-        counted = ClippedPredictor(counted, schedule, low, high)
+        counted = ClippedPredictor(counted, schedule, low, high, prior=prior)
 
     out = np.empty((n, cfg.n_samples, *values.shape[1:]), dtype=np.float32)
     options: dict[str, Any] = {"eta": cfg.eta} if cfg.sampler == "ddim" else {}
@@ -161,7 +167,11 @@ def sample_windows(
         x, cond = _window_batch(values, cond_mask, timestamps, slice(lo, hi), device)
         if noisy_std is not None:
             std = torch.as_tensor(noisy_std, dtype=torch.float32, device=device)[None, :, None]
-            options["noisy"] = NoisyValues(y=cond.x, mask=cond.mask, std=std.expand_as(x))
+            y = cond.x
+            if prior is not None:  # nothing is given clean, so μ = 0 and u = x / s
+                scale = prior.scale.to(y)[None, :, None]
+                y, std = y / scale, std / scale
+            options["noisy"] = NoisyValues(y=y, mask=cond.mask, std=std.expand_as(x))
             empty = torch.zeros_like(x)
             cond = Conditioning(x=empty, mask=empty, timestamps=cond.timestamps)
         draws = sample(
@@ -176,6 +186,9 @@ def sample_windows(
             time_grid=cfg.time_grid,
             **options,
         )  # (B, S, K, L)
+        if prior is not None:  # residuals → values; the given entries exactly as given
+            given = cond.mask[:, None].bool()
+            draws = torch.where(given, cond.x[:, None], prior.decode(draws, cond))
         if low is not None and high is not None:
             draws = clip_targets(draws, cond.mask[:, None].bool(), low, high)
         out[lo:hi] = draws.transpose(-1, -2).cpu().numpy()  # (B, S, L, K)
@@ -219,13 +232,16 @@ def elbo_windows(
     n_time_samples: int = 16,
     seed: int = 0,
     batch_windows: int = 16,
+    prior: ResidualPrior | None = None,
 ) -> ElboSummary:
     """−ELBO of the `target_mask` entries given the `cond_mask` entries, every window.
 
     values (N, L, K) normalised (entries outside cond ∪ target are ignored), masks (N, L, K)
     bool, timestamps (N, L). Per window two independent halves of `n_time_samples` (even, ≥ 2)
     stratified draws of γ for the diffusion term. Pooled as Σ_w n_w·b_w / Σ_w n_w over windows
-    w with n_w targets.
+    w with n_w targets. With `prior` the bound is the residual's plus the change of
+    variables' Σ log s per target value (`ResidualPrior.log_scale_per_value`), which goes to
+    the reconstruction term: the figure stays in nats per value of the normalised data.
     """
     if n_time_samples < 2 or n_time_samples % 2:
         raise ValueError(f"n_time_samples must be even and at least 2, got {n_time_samples}")
@@ -240,6 +256,10 @@ def elbo_windows(
         x, cond = _window_batch(values, cond_mask, timestamps, slice(lo, hi), device)
         target = _model_layout(target_mask[lo:hi], device)  # (B, K, L)
         x0 = x * torch.clamp(cond.mask + target, max=1.0)
+        jacobian = torch.zeros(hi - lo, device=device)
+        if prior is not None:
+            x0 = prior.encode(x0, cond)
+            jacobian = prior.log_scale_per_value(target)
         halves = [
             elbo(
                 network,
@@ -254,7 +274,12 @@ def elbo_windows(
         ]
         diffusion = 0.5 * (halves[0].diffusion + halves[1].diffusion)
         n_targets = target.flatten(1).sum(1)  # (B,)
-        rows = [halves[0].total, halves[1].total, halves[0].prior, halves[0].reconstruction]
+        rows = [
+            halves[0].total + jacobian,
+            halves[1].total + jacobian,
+            halves[0].prior,
+            halves[0].reconstruction + jacobian,
+        ]
         per_window.append(torch.stack([*rows, diffusion, n_targets], 1).double().cpu().numpy())
     table = np.concatenate(per_window)  # (N, 6)
     table = table[table[:, 5] > 0]

@@ -31,6 +31,7 @@ from csdi.data.windows import WindowSet
 from csdi.diffusion.conditioning import Conditioning
 from csdi.diffusion.losses import get_objective
 from csdi.diffusion.noise import window_seed
+from csdi.diffusion.prior import PRIOR_MEANS, ResidualPrior, residual_scale
 from csdi.diffusion.schedule import NoiseSchedule
 from csdi.distributed import SINGLE, Distributed
 from csdi.nn.precision import AtPrecision
@@ -163,6 +164,14 @@ class Trainer:
         self.cfg = train_cfg
         self.device = device
         self.objective = get_objective(diffusion_cfg.objective)
+        if diffusion_cfg.prior_mean not in PRIOR_MEANS:
+            raise ValueError(
+                f"unknown diffusion.prior_mean {diffusion_cfg.prior_mean!r}; "
+                f"choose one of {list(PRIOR_MEANS)}"
+            )
+        # the residual prior (csdi.diffusion.prior): fitted on the training windows in `fit`
+        self.prior_mean = diffusion_cfg.prior_mean
+        self.prior: ResidualPrior | None = None
         self.objective_kwargs: dict[str, Any] = (
             {"antithetic": True} if diffusion_cfg.antithetic else {}
         )
@@ -322,12 +331,30 @@ class Trainer:
             )
         target = observed * (1.0 - cond_mask)
         cond = Conditioning(x=x0 * cond_mask, mask=cond_mask, timestamps=batch.timestamps[idx])
+        if self.prior is not None:
+            x0 = self.prior.encode(x0, cond)  # the diffusion runs on the residual u
         if self.cfg.precision != "fp32":
             model = AtPrecision(model, self.cfg.precision, self.device)
         loss = self.objective(
             model, x0, cond, target, self.schedule, generator=generator, **self.objective_kwargs
         )
         return loss, (target != 0).sum().clamp_min(1).to(loss.dtype)
+
+    def fit_prior(self, data: ModelBatch) -> ResidualPrior:
+        """The residual prior's scale from the training windows, their targets drawn as
+        training draws them (`cfg.masking`) from a stream of its own (the training stream,
+        and so the run, is the same as without it; every rank computes the same scale)."""
+        generator = torch.Generator(device=self.device).manual_seed(
+            window_seed(self.cfg.seed, 0x5CA1E)
+        )
+        cond_mask = make_cond_mask(
+            self.cfg.masking,
+            data.observed,
+            generator,
+            patterns=data.observed if self.patterns is None else self.patterns,
+            horizon=self.horizon,
+        )
+        return ResidualPrior(residual_scale(data.values, data.observed, cond_mask))
 
     @property
     def global_batch(self) -> int:
@@ -456,6 +483,9 @@ class Trainer:
                 np.ascontiguousarray(np.asarray(patterns, bool).transpose(0, 2, 1))
             ).to(self.device)
         vdata = ModelBatch.from_windows(valid, self.device) if valid is not None else None
+        if self.prior_mean == "interpolation" and self.prior is None:
+            self.prior = self.fit_prior(data)
+            log.info("residual prior: scale per feature %s", self.prior.scale.tolist())
         per_epoch = math.ceil(len(data) / self.global_batch)
         while self.step < self.total_steps(per_epoch) and not self.out_of_time():
             train_loss = self.train_round(data, progress and self.distributed.is_main, on_mark)

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from csdi import checkpoint
 from csdi.checkpoint import CheckpointError
@@ -182,3 +183,36 @@ def test_denoise_samples_the_observed_values_too(tiny_config) -> None:
     imputer.scaler = replace(imputer.scaler, log_scale=np.array([0.0, 1.0, 0.0]))
     with pytest.raises(InputError, match="log-transformed"):
         imputer.impute(data[:1], denoise=0.2)
+
+
+def test_residual_prior_is_fitted_saved_and_resumed(tiny_config, tmp_path) -> None:
+    """diffusion.prior_mean = interpolation: the scale is fitted from the training windows
+    (positive, one per feature), stored in config.json and read back; a resumed run fits the
+    same scale; imputations return the observed entries exactly and stay inside the bounds;
+    a config.json whose scale does not match its configuration is refused."""
+    cfg = replace(tiny_config, diffusion=replace(tiny_config.diffusion, prior_mean="interpolation"))
+    data = _windows(24, 12, 3, 0.3, seed=11)
+    imputer = Imputer(cfg).fit(data, output_dir=tmp_path / "m", progress=False)
+    assert imputer.prior is not None
+    scale = imputer.prior.scale
+    assert scale.shape == (3,) and bool((scale > 0).all())
+    loaded = Imputer.load(tmp_path / "m")
+    assert loaded.prior is not None and torch.equal(loaded.prior.scale, scale)
+    result = loaded.impute(data[:4], n_samples=5, seed=0)
+    observed = np.broadcast_to(~np.isnan(data[:4])[:, None], result.samples.shape)
+    assert np.array_equal(
+        result.samples[observed], np.broadcast_to(data[:4, None], observed.shape)[observed]
+    )
+    assert loaded.bounds is not None
+    assert np.all(result.samples <= loaded.bounds.data_high) and np.all(
+        result.samples >= loaded.bounds.data_low
+    )
+
+    resumed = Imputer(cfg).fit(data, output_dir=tmp_path / "m", resume=True, progress=False)
+    assert resumed.prior is not None and torch.equal(resumed.prior.scale, scale)
+
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["prior_scale"] = None
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="residual scale is missing"):
+        Imputer.load(tmp_path / "m")

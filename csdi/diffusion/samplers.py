@@ -379,19 +379,30 @@ def make_time_grid(
 
 
 class _Chunked:
-    """A NoisePredictor that evaluates `eps_model` on consecutive row chunks of ≤ chunk_size."""
+    """A NoisePredictor that evaluates `eps_model` on consecutive row chunks of ≤ chunk_size.
+
+    The conditioning is sliced once per `cond` object, not at every call, so a predictor that
+    caches per conditioning object (`ScoreNetwork.cached`) sees the same chunk objects at every
+    step and computes their side information once."""
 
     def __init__(self, eps_model: NoisePredictor, chunk_size: int):
         self.eps_model = eps_model
         self.chunk_size = chunk_size
+        self._sliced: tuple[Conditioning, list[Conditioning]] | None = None
+
+    def _slices(self, cond: Conditioning, n: int) -> list[Conditioning]:
+        if self._sliced is None or self._sliced[0] is not cond:
+            c = self.chunk_size
+            self._sliced = (cond, [cond.slice(a, a + c) for a in range(0, n, c)])
+        return self._sliced[1]
 
     def __call__(self, z_t: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
         n, c = z_t.shape[0], self.chunk_size
         if n <= c:
             return self.eps_model(z_t, t, cond)
         parts = [
-            self.eps_model(z_t[a : a + c], t[a : a + c], cond.slice(a, a + c))
-            for a in range(0, n, c)
+            self.eps_model(z_t[a : a + c], t[a : a + c], part)
+            for a, part in zip(range(0, n, c), self._slices(cond, n), strict=True)
         ]
         return torch.cat(parts, dim=0)  # (N, K, L)
 

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from csdi.diffusion.conditioning import Conditioning
+from csdi.diffusion.interpolation import linear_fill
 from csdi.nn.embeddings import DiffusionTimeEmbedding, SideInformation, SideProjection
-from csdi.nn.interpolation import linear_fill
 from csdi.nn.transformer import (
     Attention,
     FeatureGroups,

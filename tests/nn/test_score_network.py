@@ -3,11 +3,17 @@ reference (nn.TransformerEncoderLayer, Conv1d, side information rebuilt per call
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
 
+from csdi.config import SamplingConfig
 from csdi.diffusion.conditioning import Conditioning
+from csdi.diffusion.schedule import get_schedule
+from csdi.inference import sample_windows
 from csdi.nn.reference import CSDIReference, reference_from
 from csdi.nn.score_network import CachedPredictor, NetworkConfig, ScoreNetwork
 
@@ -156,10 +162,9 @@ def test_linear_attention_network_runs_and_learns() -> None:
         CSDIReference(NetworkConfig(n_features=4, attention="linear"))
 
 
-def test_cached_predictor_is_identical_and_precomputes_once_per_cond() -> None:
-    net = _network(NetworkConfig(n_features=5, n_layers=2)).eval()
-    z, t, cond = _batch(4, 5, 8, seed=14)
-    calls = []
+def _count_precomputes(net: ScoreNetwork) -> list[Conditioning]:
+    """The conditionings `net.precompute` is called with from now on (a list that grows)."""
+    calls: list[Conditioning] = []
     precompute = net.precompute
 
     def counting_precompute(c: Conditioning):  # type: ignore[no-untyped-def]
@@ -167,6 +172,13 @@ def test_cached_predictor_is_identical_and_precomputes_once_per_cond() -> None:
         return precompute(c)
 
     net.precompute = counting_precompute  # type: ignore[method-assign]
+    return calls
+
+
+def test_cached_predictor_is_identical_and_precomputes_once_per_cond() -> None:
+    net = _network(NetworkConfig(n_features=5, n_layers=2)).eval()
+    z, t, cond = _batch(4, 5, 8, seed=14)
+    calls = _count_precomputes(net)
     predictor = net.cached(max_entries=2)
     assert isinstance(predictor, CachedPredictor)
     with torch.no_grad():
@@ -181,6 +193,28 @@ def test_cached_predictor_is_identical_and_precomputes_once_per_cond() -> None:
         assert len(calls) == 4  # two new conds; the first one evicted (max_entries = 2)
         predictor(z, t, cond)
         assert len(calls) == 5
+
+
+def test_sampling_in_chunks_precomputes_once_per_chunk_not_per_step() -> None:
+    """More samples than rows per network call: the sampler cuts each call into chunks, and
+    the side information of each chunk is computed once for all steps, with the same samples
+    as unchunked sampling."""
+    net = _network(NetworkConfig(n_features=3, n_layers=1)).eval()
+    calls = _count_precomputes(net)
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((2, 6, 3)).astype(np.float32)
+    cond = rng.random((2, 6, 3)) < 0.5
+    stamps = np.tile(np.arange(6, dtype=np.float32), (2, 1))
+    cfg = replace(SamplingConfig(), sampler="ddim", steps=5, n_samples=10, chunk_size=4)
+    chunked = sample_windows(
+        net, get_schedule("csdi_quad"), values, cond, stamps, cfg, torch.device("cpu")
+    )
+    assert len(calls) == 2 * 3  # 2 windows, one per batch; 10 samples in chunks of 4, 4, 2
+    whole = replace(cfg, chunk_size=64)
+    once = sample_windows(
+        net, get_schedule("csdi_quad"), values, cond, stamps, whole, torch.device("cpu")
+    )
+    np.testing.assert_allclose(chunked.samples, once.samples, rtol=1e-4, atol=1e-4)
 
 
 def test_bad_inputs_raise_value_errors() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from csdi.diffusion.conditioning import Conditioning
-from csdi.nn.interpolation import linear_fill
+from csdi.diffusion.interpolation import linear_fill
 from csdi.nn.score_network import NetworkConfig, ScoreNetwork
 
 

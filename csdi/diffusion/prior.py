@@ -1,0 +1,83 @@
+"""A data-dependent prior: diffuse the residual from the interpolation, not the value.
+
+PriorGrad (Lee et al. 2022, ICLR) replaces the N(0, I) prior of a conditional diffusion model by
+N(μ(c), Σ(c)) computed from the condition, and shows that the network then has less to learn
+and trains faster. Here μ is the linear interpolation in time of the conditioning values
+(`linear_fill`, constant beyond the last given value) and Σ = diag(s_k²) holds one scale per
+feature, the root mean square of x − μ over training targets (`residual_scale`). The diffusion
+runs on
+
+    u = (x − μ(c)) / s        and returns        x = μ(c) + s · u,
+
+so every sampler, objective and bound applies unchanged to u. On smooth series, where the
+interpolation is already close, u is the part still unknown at unit scale: an error ε in the
+network's estimate of u costs s·ε in the data. The change of variables adds log s_k per target
+value to the negative log-likelihood (`log_scale_per_value`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from csdi.diffusion.conditioning import Conditioning
+from csdi.diffusion.interpolation import linear_fill
+
+#: Diffusion priors: "zero" is CSDI's N(0, I) on the normalised values, "interpolation" the
+#: residual prior of this module.
+PRIOR_MEANS = ("zero", "interpolation")
+
+
+@dataclass(frozen=True)
+class ResidualPrior:
+    """The affine frame x = μ(c) + s·u of the residual prior; scale (K,) in normalised units."""
+
+    scale: Tensor
+
+    def __post_init__(self) -> None:
+        if self.scale.dim() != 1 or not bool((self.scale > 0).all()):
+            raise ValueError("the residual scale must be (K,) and positive")
+
+    def mean(self, cond: Conditioning) -> Tensor:
+        """μ(c) (N, K, L): the conditioning values where given, their linear interpolation in
+        time elsewhere (0, the feature's normalised mean, where a window gives none)."""
+        return linear_fill(cond.x, cond.mask > 0)
+
+    def _scale(self, like: Tensor) -> Tensor:
+        return self.scale.to(like)[:, None]  # (K, 1)
+
+    def encode(self, x: Tensor, cond: Conditioning) -> Tensor:
+        """u = (x − μ(c)) / s for x (N, K, L)."""
+        return (x - self.mean(cond)) / self._scale(x)
+
+    def decode(self, u: Tensor, cond: Conditioning) -> Tensor:
+        """x = μ(c) + s·u for u (N, K, L) or (N, S, K, L) (S samples of each window)."""
+        mean = self.mean(cond)
+        if u.dim() == 4:
+            mean = mean[:, None]
+        return mean + self._scale(u) * u
+
+    def log_scale_per_value(self, target: Tensor) -> Tensor:
+        """Σ_k,l target·log s_k / Σ target per window (B,): the change of variables' term of
+        −log p(x) − (−log p(u)) in nats per target value; target (B, K, L) 0/1."""
+        log_s = torch.log(self._scale(target)).expand_as(target)
+        return (target * log_s).flatten(1).sum(1) / target.flatten(1).sum(1).clamp_min(1)
+
+    def to(self, device: torch.device | str) -> ResidualPrior:
+        return ResidualPrior(self.scale.to(device))
+
+
+def residual_scale(
+    values: Tensor, observed: Tensor, cond_mask: Tensor, floor: float = 1e-2
+) -> Tensor:
+    """s (K,): the root mean square of x − μ(c) over the targets (observed, not given) of
+    windows (N, K, L), floored at `floor` (a feature the interpolation fits exactly, or one
+    without targets, still gets a usable scale; 1 where a feature has no target at all)."""
+    target = observed * (1.0 - cond_mask)
+    cond = Conditioning(x=values * cond_mask, mask=cond_mask)
+    residual = (values - linear_fill(cond.x, cond_mask > 0)) * target
+    count = target.sum(dim=(0, 2))  # (K,)
+    rms = torch.sqrt((residual**2).sum(dim=(0, 2)) / count.clamp_min(1))
+    return torch.where(count > 0, rms.clamp_min(floor), torch.ones_like(rms))

@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=Path("runs/demo"))
     p.add_argument("--steps", type=positive_int, default=None, help="training steps")
     p.add_argument("--no-tracking", action="store_true")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of the demo's config (repeatable), e.g. train.max_minutes=5",
+    )
 
     p = sub.add_parser("train", help="train from a config file, or on your own CSV/parquet file")
     src = p.add_mutually_exclusive_group(required=True)
@@ -347,7 +354,7 @@ def cmd_data(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from csdi.demo import run_demo
 
-    run_demo(args.output, steps=args.steps, track=not args.no_tracking)
+    run_demo(args.output, steps=args.steps, track=not args.no_tracking, overrides=tuple(args.set))
 
 
 def cmd_forecast(args: argparse.Namespace) -> None:

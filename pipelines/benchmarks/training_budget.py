@@ -199,7 +199,10 @@ def main() -> None:
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
     p.add_argument("--minutes", type=float, default=120.0)
     p.add_argument("--marks", default="15,30,60,120")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="of training (names the run)")
+    p.add_argument(
+        "--score-threads", type=int, default=None, help="of scoring (default: --threads)"
+    )
     p.add_argument("--protocols", default=",".join(PROTOCOLS), help="comma-separated names")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "training_budget")
     p.add_argument("--report", action="store_true", help="only rewrite the Markdown")
@@ -224,7 +227,7 @@ def main() -> None:
                 rows = json.loads(path.read_text()) if path.is_file() else []
                 if not snapshot.is_file() or any(_key(r) == key for r in rows):
                     continue
-                row = evaluate(run, snapshot, protocol, args.threads)
+                row = evaluate(run, snapshot, protocol, args.score_threads or args.threads)
                 row.update(
                     recipe=args.recipe,
                     budget_minutes=args.minutes,

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from csdi import checkpoint
@@ -34,6 +33,7 @@ from csdi.diffusion.noise import window_seed
 from csdi.diffusion.prior import PRIOR_MEANS, ResidualPrior, residual_scale
 from csdi.diffusion.schedule import NoiseSchedule
 from csdi.distributed import SINGLE, Distributed
+from csdi.ema import ExponentialMovingAverage
 from csdi.nn.precision import AtPrecision
 from csdi.progress import bar_disable
 
@@ -88,26 +88,6 @@ class History:
     seconds: list[float] = field(default_factory=list)  # cumulative training wall time
     best_epoch: int = -1
     best_valid: float = math.inf
-
-
-ParamList = tuple[Tensor, ...] | list[Tensor]
-
-
-def ema_with_warmup(decay: float) -> Callable[[ParamList, ParamList, Tensor | int], None]:
-    """EMA update with the decay warmed up as min(decay, (1 + n)/(10 + n)) after n updates.
-
-    A fixed decay of 0.999 keeps ≈ 0.999ⁿ of the first weights for n steps: still 25 % after
-    1400 steps, which spoils the EMA of any short run; the warm-up tracks the model early and
-    reaches `decay` after ≈ 9/(1 − decay) steps (as in common EMA implementations).
-    """
-
-    @torch.no_grad()
-    def update(ema: ParamList, current: ParamList, n_averaged: Tensor | int) -> None:
-        n = float(n_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n))
-        torch._foreach_lerp_(ema, current, 1.0 - d)
-
-    return update
 
 
 def lr_factor(cfg: TrainConfig, step: int, progress: float, steps_per_epoch: int) -> float:
@@ -175,12 +155,10 @@ class Trainer:
         self.objective_kwargs: dict[str, Any] = (
             {"antithetic": True} if diffusion_cfg.antithetic else {}
         )
-        self.schedule_ema: AveragedModel | None = None
+        self.schedule_ema: ExponentialMovingAverage | None = None
         if any(True for _ in schedule.parameters()):
             self._learn_schedule_as_vdm(self.schedule, diffusion_cfg.objective)
-            self.schedule_ema = AveragedModel(
-                self.schedule, multi_avg_fn=ema_with_warmup(train_cfg.ema_decay), use_buffers=True
-            )
+            self.schedule_ema = ExponentialMovingAverage(self.schedule, train_cfg.ema_decay)
         # a learned schedule's trainable parameters (its interior): outside the DDP module
         self.schedule_params = [p for p in schedule.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(
@@ -189,9 +167,7 @@ class Trainer:
             weight_decay=train_cfg.weight_decay,
             fused=True if device.type == "cuda" else None,  # one kernel for all params on GPUs
         )
-        self.ema = AveragedModel(
-            network, multi_avg_fn=ema_with_warmup(train_cfg.ema_decay), use_buffers=True
-        )
+        self.ema = ExponentialMovingAverage(network, train_cfg.ema_decay)
         # one shuffle for all ranks; masks and noise from a stream of this rank's own
         self.generator = torch.Generator(device=device).manual_seed(train_cfg.seed)
         self.noise_generator = self.generator

@@ -13,8 +13,9 @@ from torch.optim.swa_utils import AveragedModel
 
 from csdi import checkpoint
 from csdi.config import TrainConfig
+from csdi.ema import ExponentialMovingAverage
 from csdi.imputer import Imputer
-from csdi.training import Trainer, ema_with_warmup, lr_factor
+from csdi.training import Trainer, lr_factor
 from tests.conftest import sine_frame_values
 
 
@@ -23,7 +24,7 @@ def test_ema_warmup_forgets_the_initial_weights() -> None:
     updates is Π_{n=1..N} d_n with d_n = min(decay, (1 + n)/(10 + n)) — computed directly."""
     net = nn.Linear(1, 1, bias=False)
     nn.init.zeros_(net.weight)
-    ema = AveragedModel(net, multi_avg_fn=ema_with_warmup(0.999), use_buffers=True)
+    ema = ExponentialMovingAverage(net, 0.999)
     ema.update_parameters(net)  # n = 0: copies the zeros
     with torch.no_grad():
         net.weight.fill_(1.0)
@@ -33,6 +34,30 @@ def test_ema_warmup_forgets_the_initial_weights() -> None:
     remnant = math.prod(min(0.999, (1 + n) / (10 + n)) for n in range(1, n_updates + 1))
     assert abs((1.0 - ema.module.weight.item()) - remnant) < 1e-6
     assert remnant < 0.01 < 0.999**n_updates  # a fixed decay would keep 74 % of the zeros
+
+
+def test_ema_state_is_averaged_models_and_continues_after_a_load() -> None:
+    """The state dict has torch's AveragedModel layout (either reads the other's), and a
+    loaded average continues with the decay of its update count, as the uninterrupted one."""
+    net = nn.Linear(3, 2)
+    gen = torch.Generator().manual_seed(0)
+    ours = ExponentialMovingAverage(net, 0.9)
+    torchs = AveragedModel(net, use_buffers=True)
+    assert ours.state_dict().keys() == torchs.state_dict().keys()
+    for _ in range(5):
+        with torch.no_grad():
+            net.weight.add_(torch.randn(2, 3, generator=gen))
+        ours.update_parameters(net)
+    again = ExponentialMovingAverage(nn.Linear(3, 2), 0.9)
+    again.load_state_dict(ours.state_dict())
+    assert int(again.n_averaged) == 5
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ours.update_parameters(net)
+    again.update_parameters(net)
+    torch.testing.assert_close(again.module.weight, ours.module.weight, rtol=0, atol=0)
+    torchs.load_state_dict(ours.state_dict())
+    assert int(torchs.n_averaged) == 6
 
 
 def test_lr_drops_tenfold_at_each_milestone() -> None:

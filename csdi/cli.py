@@ -13,7 +13,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from csdi.cli_args import (
 )
 from csdi.progress import QUIET_ENV
 from csdi.results import invocation
+
+if TYPE_CHECKING:  # torch loads only for the commands that use it
+    from csdi.distributed import Distributed
 
 log = logging.getLogger("csdi")
 
@@ -235,13 +238,25 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_impute(args: argparse.Namespace) -> None:
+    """`csdi impute`; under torchrun the windows are sampled by the ranks together."""
+    from csdi.distributed import from_environment, shutdown
+
+    reads = [args.input, *args.model.glob("*")]
+    check_outputs([args.output, args.samples_output], reads, args.force)
+    group, _ = from_environment(args.device or "auto")  # torchrun: windows sharded by rank
+    try:
+        _impute(args, group)
+    finally:
+        shutdown(group)
+
+
+def _impute(args: argparse.Namespace, group: Distributed) -> None:
     from csdi.checkpoint import write_text_atomic
     from csdi.data.tabular import read_table
     from csdi.imputer import Imputer, imputation_frame
 
-    reads = [args.input, *args.model.glob("*")]
-    check_outputs([args.output, args.samples_output], reads, args.force)
     imputer = Imputer.load(args.model)
+    imputer.distributed = group
     if args.device:
         from dataclasses import replace
 
@@ -270,6 +285,8 @@ def cmd_impute(args: argparse.Namespace) -> None:
         progress=True,
         denoise=args.denoise,
     )
+    if not group.is_main:  # every rank holds the samples; rank 0 alone writes
+        return
     names = list(imputer.feature_names)
     out = imputation_frame(result, frame.index, names)
     write_text_atomic(out.to_csv(index_label=frame.index.name or "time"), args.output)

@@ -71,12 +71,12 @@ class Distributed:
         """This rank's contiguous block of range(n) (blocks differ by at most one item)."""
         return np.array_split(np.arange(n), self.world_size)[self.rank]
 
-    def gather_on_main(self, part: object) -> list[object] | None:
-        """Every rank's `part`, in rank order, on rank 0 (None elsewhere)."""
+    def all_gather(self, part: object) -> list[object]:
+        """Every rank's `part`, in rank order, on every rank."""
         if not self.enabled:
             return [part]
-        parts: list[object] | None = [None] * self.world_size if self.is_main else None
-        dist.gather_object(part, parts, dst=0)
+        parts: list[object] = [None] * self.world_size
+        dist.all_gather_object(parts, part)
         return parts
 
     def barrier(self) -> None:

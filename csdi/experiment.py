@@ -233,7 +233,7 @@ def evaluate_model(
     `weights`: evaluate a training snapshot of the model instead of its best weights.
 
     In a torchrun group (`distributed`) each rank samples a contiguous share of the windows
-    with the seeds a single run would use (`WindowNoise`), rank 0 gathers them, scores and
+    with the seeds a single run would use (`Imputer.sample_sharded`), rank 0 scores and
     writes; the samples equal a single-process run's. Other ranks return None."""
     imputer = Imputer.load(model_dir, weights)
     imputer.distributed = distributed
@@ -247,20 +247,9 @@ def evaluate_model(
     test = splits.test
     if max_windows is not None:
         test = test.subset(np.arange(min(max_windows, len(test))))
-    mine = distributed.shard(len(test))
-    part = imputer.sample_normalised(
-        test.subset(mine),
-        sampling,
-        progress=progress and distributed.is_main,
-        first_window=int(mine[0]) if len(mine) else 0,
-    )
-    parts = distributed.gather_on_main(part)
-    if parts is None:
+    samples, seconds, calls = imputer.sample_sharded(test, sampling, progress=progress)
+    if not distributed.is_main:
         return None
-    shards = [p for p in parts if isinstance(p, tuple)]
-    samples = np.concatenate([s[0] for s in shards])  # (N, S, L, K) in window order
-    seconds = max(s[1] for s in shards)
-    calls = sum(s[2] for s in shards)
     mean, std = metric_scale(splits)
     result = M.evaluate(samples, test.values, test.targets, scaler_mean=mean, scaler_std=std)
     bound = None

@@ -293,6 +293,34 @@ class Imputer:
         )
         return res.samples, res.seconds, res.network_calls
 
+    def sample_sharded(
+        self,
+        windows: WindowSet,
+        sampling: SamplingConfig | None = None,
+        *,
+        progress: bool = False,
+        noisy_std: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, float, int]:
+        """`sample_normalised` of all windows, split over the ranks of a torchrun group
+        (`self.distributed`): each rank samples a contiguous share with the seeds one process
+        would use (`WindowNoise`), and every rank gets all samples in window order, the same
+        as one process's (to the rounding of other batch compositions). Seconds: the slowest
+        rank's; network calls: all ranks'."""
+        group = self.distributed
+        if not group.enabled:
+            return self.sample_normalised(windows, sampling, progress=progress, noisy_std=noisy_std)
+        mine = group.shard(len(windows))
+        part = self.sample_normalised(
+            windows.subset(mine),
+            sampling,
+            progress=progress and group.is_main,
+            noisy_std=noisy_std,
+            first_window=int(mine[0]) if len(mine) else 0,
+        )
+        parts = [p for p in group.all_gather(part) if isinstance(p, tuple)]
+        samples = np.concatenate([p[0] for p in parts])  # (N, S, L, K)
+        return samples, max(p[1] for p in parts), sum(p[2] for p in parts)
+
     def elbo_normalised(
         self, windows: WindowSet, *, n_time_samples: int = 16, seed: int = 0
     ) -> ElboSummary:
@@ -383,7 +411,7 @@ class Imputer:
         if isinstance(data, pd.DataFrame):
             samples, seconds, calls = self._impute_series(scaled, cfg, noisy_std)
         else:
-            samples, seconds, calls = self.sample_normalised(
+            samples, seconds, calls = self.sample_sharded(
                 scaled, cfg, progress=progress, noisy_std=noisy_std
             )
         values = self.scaler.inverse(samples)  # (N, S, L, K) data units
@@ -449,7 +477,7 @@ class Imputer:
             timestamps=np.broadcast_to(np.arange(length, dtype=np.float32), idx.shape).copy(),
             feature_names=one.feature_names,
         )
-        samples, seconds, calls = self.sample_normalised(windows, cfg, noisy_std=noisy_std)
+        samples, seconds, calls = self.sample_sharded(windows, cfg, noisy_std=noisy_std)
         return stitch(samples, starts, n_rows)[None], seconds, calls  # (1, S, T, K)
 
     # ------------------------------------------------------------------ persistence

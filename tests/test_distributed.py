@@ -110,6 +110,33 @@ def test_sharded_evaluation_equals_a_single_process_one(tmp_path) -> None:
         assert records[1]["metrics"][name] == pytest.approx(value, rel=1e-5, abs=1e-7), name
 
 
+def test_sharded_impute_equals_a_single_process_one(tmp_path) -> None:
+    """`torchrun … csdi impute` of a long file: the ranks sample their shares of the windows
+    with a single run's seeds; rank 0 alone writes the same imputation and samples."""
+    frame = pd.DataFrame(sine_frame_values(200, 3, 0.3, seed=2), columns=["a", "b", "c"])
+    frame.to_csv(tmp_path / "series.csv")
+    cfg = load_config(None, [*TINY, "train.steps=4", "data.window=16"])
+    Imputer(cfg).fit(frame, progress=False).save(tmp_path / "model")
+    impute = ["-m", "csdi.cli", "-q", "impute", "--model", str(tmp_path / "model")]
+    impute += ["--input", str(tmp_path / "series.csv"), "--samples", "4", "--steps", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name, launcher in (
+        ("one", [sys.executable]),
+        ("two", [sys.executable, "-m", "torch.distributed.run", "--standalone"]),
+    ):
+        extra = ["--nproc_per_node", "2"] if name == "two" else []
+        argv = [*launcher, *extra, *impute, "--output", str(tmp_path / f"{name}.csv")]
+        argv += ["--samples-output", str(tmp_path / f"{name}.npz")]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    with np.load(tmp_path / "one.npz") as a, np.load(tmp_path / "two.npz") as b:
+        assert a["samples"].shape == (4, 200, 3)
+        np.testing.assert_allclose(a["samples"], b["samples"], rtol=0, atol=1e-5)
+    one, two = (pd.read_csv(tmp_path / f"{n}.csv", index_col=0) for n in ("one", "two"))
+    assert list(one.columns) == list(two.columns)
+    np.testing.assert_allclose(one.to_numpy(), two.to_numpy(), rtol=0, atol=1e-5)
+
+
 def _deterministic_objective(model, x0, cond, target, schedule, *, generator, **kwargs):  # type: ignore[no-untyped-def]
     """The DSM shape without random draws: the trainer's forecast mask makes cond and target
     deterministic, and the loss is normalised by each batch's own number of targets, which

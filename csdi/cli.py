@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the observed values carry Gaussian noise of this std (data units; one number or "
         "one per column, comma-separated): sample them too, denoised (ancestral sampler)",
     )
+    p.add_argument(
+        "--denoise-start",
+        metavar="R",
+        type=positive_float,
+        default=1.0,
+        help="with --denoise: take the noisy values up at R times their noise level (1: "
+        "matched, exact for Gaussian noise of that size; >1: more injected noise, robust to "
+        "outliers and understated noise, smoother)",
+    )
     add_sampling_options(p)
     add_output_options(p)
 
@@ -284,6 +293,7 @@ def _impute(args: argparse.Namespace, group: Distributed) -> None:
         quantiles=args.quantiles,
         progress=True,
         denoise=args.denoise,
+        denoise_start=args.denoise_start,
     )
     if not group.is_main:  # every rank holds the samples; rank 0 alone writes
         return

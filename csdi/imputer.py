@@ -26,7 +26,13 @@ from csdi.data.windows import WindowSet, stitch, window_starts
 from csdi.diffusion.prior import ResidualPrior
 from csdi.diffusion.schedule import NoiseSchedule, get_schedule
 from csdi.distributed import SINGLE, Distributed
-from csdi.inference import ElboSummary, elbo_windows, quantiles_of, sample_windows
+from csdi.inference import (
+    ElboSummary,
+    Purification,
+    elbo_windows,
+    quantiles_of,
+    sample_windows,
+)
 from csdi.nn.score_network import NetworkConfig, ScoreNetwork
 from csdi.tracking import Tracker
 from csdi.training import History, Trainer, resolve_device, save_training_state
@@ -268,11 +274,11 @@ class Imputer:
         sampling: SamplingConfig | None = None,
         *,
         progress: bool = False,
-        noisy_std: np.ndarray | None = None,
+        purify: Purification | None = None,
         first_window: int = 0,
     ) -> tuple[np.ndarray, float, int]:
         """Samples (N, S, L, K) in normalised units given `windows.cond` (default: observed);
-        with `noisy_std` (K,) those entries are noisy observations to purify. `first_window`:
+        with `purify` those entries are noisy observations to purify. `first_window`:
         the index of the first window in the whole set (a shard's offset; its seeds follow)."""
         network = self._require_fitted()
         cfg = sampling or self.config.sampling
@@ -287,7 +293,7 @@ class Imputer:
             self.device,
             progress=progress,
             bounds=self.bounds,
-            noisy_std=noisy_std,
+            purify=purify,
             first_window=first_window,
             prior=self.prior,
         )
@@ -299,7 +305,7 @@ class Imputer:
         sampling: SamplingConfig | None = None,
         *,
         progress: bool = False,
-        noisy_std: np.ndarray | None = None,
+        purify: Purification | None = None,
     ) -> tuple[np.ndarray, float, int]:
         """`sample_normalised` of all windows, split over the ranks of a torchrun group
         (`self.distributed`): each rank samples a contiguous share with the seeds one process
@@ -308,13 +314,13 @@ class Imputer:
         rank's; network calls: all ranks'."""
         group = self.distributed
         if not group.enabled:
-            return self.sample_normalised(windows, sampling, progress=progress, noisy_std=noisy_std)
+            return self.sample_normalised(windows, sampling, progress=progress, purify=purify)
         mine = group.shard(len(windows))
         part = self.sample_normalised(
             windows.subset(mine),
             sampling,
             progress=progress and group.is_main,
-            noisy_std=noisy_std,
+            purify=purify,
             first_window=int(mine[0]) if len(mine) else 0,
         )
         parts = [p for p in group.all_gather(part) if isinstance(p, tuple)]
@@ -357,6 +363,7 @@ class Imputer:
         precision: str | None = None,
         clip: bool | None = None,
         denoise: float | np.ndarray | None = None,
+        denoise_start: float = 1.0,
     ) -> Imputation:
         """Impute every missing entry; observed entries are returned exactly as given.
 
@@ -372,7 +379,10 @@ class Imputer:
         deviation (data units; one number, or one per feature); they are sampled too, from
         the model's posterior given the noisy values (`csdi.diffusion.samplers.NoisyValues`,
         ancestral sampler, 50 steps unless given), instead of being returned as given. Needs
-        linearly scaled features.
+        linearly scaled features. `denoise_start` ≥ 1: the reverse process takes the noisy
+        values up at this multiple of their noise level (1: matched, exact for Gaussian noise
+        of the stated size; more: a randomised start with extra injected noise, as Yoon et al.
+        2021 purify, robust to outliers and understated noise but smoother).
         """
         self._require_fitted()
         assert self.scaler is not None
@@ -396,7 +406,13 @@ class Imputer:
                 sampler="ancestral", steps=steps or 50, time_grid=time_grid or "uniform"
             )
         cfg = replace(self.config.sampling, **overrides)
-        noisy_std = None if denoise is None else self._noise_in_model_units(denoise, cfg)
+        if denoise is not None and not (np.isfinite(denoise_start) and denoise_start >= 1.0):
+            raise InputError(f"denoise start must be a number of at least 1, got {denoise_start}")
+        purify = (
+            None
+            if denoise is None
+            else Purification(self._noise_in_model_units(denoise, cfg), denoise_start)
+        )
         if isinstance(data, pd.DataFrame):
             raw = self._frame_values(data)[None]  # (1, T, K)
         else:
@@ -409,15 +425,15 @@ class Imputer:
             )
         scaled = replace(windows, values=self.scaler.transform(windows.values, windows.observed))
         if isinstance(data, pd.DataFrame):
-            samples, seconds, calls = self._impute_series(scaled, cfg, noisy_std)
+            samples, seconds, calls = self._impute_series(scaled, cfg, purify)
         else:
             samples, seconds, calls = self.sample_sharded(
-                scaled, cfg, progress=progress, noisy_std=noisy_std
+                scaled, cfg, progress=progress, purify=purify
             )
         values = self.scaler.inverse(samples)  # (N, S, L, K) data units
         if self.bounds is not None and cfg.clip:  # exact in data units (0 stays 0)
             values = self.bounds.clip_data(values)
-        if noisy_std is None:
+        if purify is None:
             observed = windows.observed[:, None]
             values = np.where(observed, raw[:, None], values)  # observed entries bit-exact
         qs = quantiles_of(values, quantiles)
@@ -463,7 +479,7 @@ class Imputer:
         return std / self.scaler.std
 
     def _impute_series(
-        self, one: WindowSet, cfg: SamplingConfig, noisy_std: np.ndarray | None = None
+        self, one: WindowSet, cfg: SamplingConfig, purify: Purification | None = None
     ) -> tuple[np.ndarray, float, int]:
         """One long series (1, T, K) → samples (1, S, T, K) window by window, stitched."""
         n_rows = one.values.shape[1]
@@ -477,7 +493,7 @@ class Imputer:
             timestamps=np.broadcast_to(np.arange(length, dtype=np.float32), idx.shape).copy(),
             feature_names=one.feature_names,
         )
-        samples, seconds, calls = self.sample_sharded(windows, cfg, noisy_std=noisy_std)
+        samples, seconds, calls = self.sample_sharded(windows, cfg, purify=purify)
         return stitch(samples, starts, n_rows)[None], seconds, calls  # (1, S, T, K)
 
     # ------------------------------------------------------------------ persistence

@@ -98,6 +98,16 @@ def _window_batch(
     return x, Conditioning(x=x * mask, mask=mask, timestamps=stamps)
 
 
+@dataclass(frozen=True)
+class Purification:
+    """Observed values that carry Gaussian noise to remove (`sample_windows`): its standard
+    deviation `std` (K,) in normalised units, and `start` ≥ 1, the multiple of it at which the
+    reverse process takes the observed values up (`csdi.diffusion.samplers.NoisyValues`)."""
+
+    std: np.ndarray
+    start: float = 1.0
+
+
 @torch.no_grad()
 def sample_windows(
     network: nn.Module,
@@ -110,7 +120,7 @@ def sample_windows(
     *,
     progress: bool = False,
     bounds: ValueBounds | None = None,
-    noisy_std: np.ndarray | None = None,
+    purify: Purification | None = None,
     first_window: int = 0,
     prior: ResidualPrior | None = None,
 ) -> SampleResult:
@@ -124,8 +134,8 @@ def sample_windows(
     in one run over all of them. `cfg.precision`: of
     the network calls only (`csdi.nn.precision`). With `bounds` (model
     units) and `cfg.clip`, every sampler's x̂₀ and the samples stay inside them
-    (`csdi.diffusion.bounds`). With `noisy_std` (K,) (normalised units; ancestral sampler
-    only) the `cond_mask` entries are noisy observations to purify rather than clean values
+    (`csdi.diffusion.bounds`). With `purify` (ancestral sampler only) the `cond_mask` entries
+    are noisy observations to purify rather than clean values
     (`csdi.diffusion.samplers.NoisyValues`): nothing is given clean, and every entry is sampled.
     With `prior` (the model's residual prior, `csdi.diffusion.prior`) the sampler runs on the
     residual u and its draws are mapped back to values.
@@ -165,13 +175,13 @@ def sample_windows(
     for lo in tqdm(range(0, n, per_batch), desc="sampling", disable=bars, leave=False):
         hi = min(n, lo + per_batch)
         x, cond = _window_batch(values, cond_mask, timestamps, slice(lo, hi), device)
-        if noisy_std is not None:
-            std = torch.as_tensor(noisy_std, dtype=torch.float32, device=device)[None, :, None]
+        if purify is not None:
+            std = torch.as_tensor(purify.std, dtype=torch.float32, device=device)[None, :, None]
             y = cond.x
             if prior is not None:  # nothing is given clean, so μ = 0 and u = x / s
                 scale = prior.scale.to(y)[None, :, None]
                 y, std = y / scale, std / scale
-            options["noisy"] = NoisyValues(y=y, mask=cond.mask, std=std.expand_as(x))
+            options["noisy"] = NoisyValues(y, cond.mask, std.expand_as(x), purify.start)
             empty = torch.zeros_like(x)
             cond = Conditioning(x=empty, mask=empty, timestamps=cond.timestamps)
         draws = sample(

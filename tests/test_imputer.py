@@ -180,6 +180,11 @@ def test_denoise_samples_the_observed_values_too(tiny_config) -> None:
         imputer.impute(data[:1], sampler="dpm_solver", denoise=0.2)
     with pytest.raises(InputError, match="one positive number or 3"):
         imputer.impute(data[:1], denoise=[0.1, 0.2])
+    with pytest.raises(InputError, match="denoise start must be a number of at least 1"):
+        imputer.impute(data[:1], denoise=0.2, denoise_start=0.5)
+    # a randomised start above the noise level: other draws from the same seed
+    later = imputer.impute(data[:4], n_samples=8, seed=0, steps=10, denoise=0.2, denoise_start=3)
+    assert np.isfinite(later.samples).all() and not np.array_equal(later.samples, out.samples)
     imputer.scaler = replace(imputer.scaler, log_scale=np.array([0.0, 1.0, 0.0]))
     with pytest.raises(InputError, match="log-transformed"):
         imputer.impute(data[:1], denoise=0.2)

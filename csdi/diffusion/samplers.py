@@ -46,29 +46,41 @@ _NOT_OPTIONS: Final = ("eps_model", "z", "ts", "cond", "generator", "schedule")
 class NoisyValues:
     """Observed values known only up to Gaussian noise, for purification (`ancestral`'s `noisy`).
 
-    y:    (N, K, L) the noisy values (read where `mask` is 1)
-    mask: (N, K, L) 1 where an entry is a noisy observation (a target, not a cond entry)
-    std:  (N, K, L) the noise standard deviation s there, y = x + s·n, n ~ N(0, 1)
+    y:     (N, K, L) the noisy values (read where `mask` is 1)
+    mask:  (N, K, L) 1 where an entry is a noisy observation (a target, not a cond entry)
+    std:   (N, K, L) the noise standard deviation s there, y = x + s·n, n ~ N(0, 1)
+    start: r ≥ 1, the level σ/α = r·s where the reverse process takes the entries up: 1 is the
+           matched level (exact for Gaussian noise of std s); above it, the start is
+           randomised further (Yoon et al. 2021's noise injection before purification), so
+           the samples follow x given y plus extra noise of std √(r² − 1)·s: robust to
+           outliers and understated noise, at the price of detail.
     """
 
     y: Tensor
     mask: Tensor
     std: Tensor
+    start: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.start >= 1.0:
+            raise ValueError(f"the purification start must be at least 1, got {self.start}")
 
     def repeat(self, n_samples: int) -> NoisyValues:
         """Each row repeated `n_samples` times consecutively, as `Conditioning.repeat`."""
-        return NoisyValues(
-            *(a.repeat_interleave(n_samples, dim=0) for a in (self.y, self.mask, self.std))
+        y, mask, std = (
+            a.repeat_interleave(n_samples, dim=0) for a in (self.y, self.mask, self.std)
         )
+        return NoisyValues(y, mask, std, self.start)
 
 
 def _diffuse_noisy(
     z: Tensor, noisy: NoisyValues, alpha: float, sigma: float, noise: Tensor
 ) -> Tensor:
-    """Where σ/α > s, replace z by a draw of z_t | y: α y + √(σ² − α² s²) ε (y = x + s n makes
-    α y the forward process at the level σ/α = s; the rest of the noise is added fresh)."""
+    """Where σ/α > r·s (r = `noisy.start`), replace z by α y + √(σ² − α² s²) ε: y = x + s n
+    makes α y the forward process at the level σ/α = s, and the rest of the noise is added
+    fresh, so this is a draw of z_t given y (given a noisier y when r > 1)."""
     extra = (sigma**2 - alpha**2 * noisy.std**2).clamp_min(0.0)
-    above = (noisy.mask > 0) & (extra > 0)
+    above = (noisy.mask > 0) & (sigma > noisy.start * alpha * noisy.std)
     return torch.where(above, alpha * noisy.y + extra.sqrt() * noise, z)
 
 
@@ -131,9 +143,10 @@ def ancestral(
     the last. NFE = M.
 
     `noisy` (purification, after Yoon et al. 2021's diffusion purification): entries observed
-    as y = x + s·n are held at draws of z_t | y while σ_t/α_t > s and sampled freely below, so
-    the reverse process starts them where the forward process would have put y; with one s for
-    every entry and no missing ones this samples x | y exactly (given the exact ε̂).
+    as y = x + s·n are held at draws of z_t | y while σ_t/α_t > r·s (r = `noisy.start`, 1 by
+    default) and sampled freely below, so the reverse process starts them where the forward
+    process would have put y; with r = 1, one s for every entry and no missing ones this
+    samples x | y exactly (given the exact ε̂).
     """
     alpha, sigma, gamma = _alpha_sigma(schedule, ts)
     tmask = (1.0 - cond.mask).to(z.dtype)

@@ -50,22 +50,28 @@ class UnconditionalEps:
 
 
 def exact_posterior(
-    oracle: GaussianOracle, y: Tensor, observed: Tensor, s: float
+    oracle: GaussianOracle, y: Tensor, observed: Tensor, s: float, start: float = 1.0
 ) -> tuple[Tensor, Tensor]:
-    """Mean (N, D) and covariance (N, D, D) of x | y for y (N, D) observed where `observed`."""
+    """Mean (N, D) and covariance (N, D, D) of x | y for y (N, D) observed where `observed`.
+
+    With a start r > 1 the law of the samples is x | y' with y' = y + √(r² − 1)·s·ξ: the
+    posterior at noise r·s, C_r = (Σ⁻¹ + P/(rs)²)⁻¹, m_r(y') = C_r(Σ⁻¹μ + P y'/(rs)²), averaged
+    over ξ: mean m_r(y), covariance C_r + G (r² − 1)s² P Gᵀ with G = C_r P/(rs)²."""
     prec = torch.linalg.inv(oracle.cov)
-    p = torch.diag_embed(observed.to(torch.float64)) / s**2  # (N, D, D)
-    cov = torch.linalg.inv(prec + p)
-    mean = (cov @ (prec @ oracle.mean + (p @ y.unsqueeze(-1)).squeeze(-1)).unsqueeze(-1)).squeeze(
-        -1
-    )
-    return mean, cov
+    level = (start * s) ** 2
+    p = torch.diag_embed(observed.to(torch.float64))  # (N, D, D)
+    cov = torch.linalg.inv(prec + p / level)
+    mean = cov @ (prec @ oracle.mean + (p @ y.unsqueeze(-1)).squeeze(-1) / level).unsqueeze(-1)
+    gain = cov @ p / level
+    spread = gain @ p @ gain.transpose(-1, -2) * (start**2 - 1.0) * s**2
+    return mean.squeeze(-1), cov + spread
 
 
-@pytest.mark.parametrize("missing", [0.0, 0.3])
-def test_purified_samples_follow_the_exact_posterior(missing: float) -> None:
+@pytest.mark.parametrize(("missing", "start"), [(0.0, 1.0), (0.3, 1.0), (0.0, 2.0)])
+def test_purified_samples_follow_the_exact_posterior(missing: float, start: float) -> None:
     """CRPS against the clean values within 5 % of exact posterior samples' (and the moments of
-    the fully observed case within 4.5 standard errors of the sample count)."""
+    the fully observed case within 4.5 standard errors of the sample count). A start above the
+    matched level samples the law of its docstring (`exact_posterior`), worse than x | y."""
     oracle = _oracle()
     g = torch.Generator().manual_seed(1)
     n, n_samples, s = 64, 200, 0.5
@@ -80,6 +86,7 @@ def test_purified_samples_follow_the_exact_posterior(missing: float) -> None:
         y=y.reshape(n, K, L),
         mask=observed.reshape(n, K, L).to(torch.float64),
         std=torch.full((n, K, L), s, dtype=torch.float64),
+        start=start,
     )
     out = sample(
         UnconditionalEps(oracle),
@@ -91,7 +98,7 @@ def test_purified_samples_follow_the_exact_posterior(missing: float) -> None:
         generator=torch.Generator().manual_seed(2),
         noisy=noisy,
     ).reshape(n, n_samples, D)
-    mean, cov = exact_posterior(oracle, y, observed, s)
+    mean, cov = exact_posterior(oracle, y, observed, s, start)
     exact = mean[:, None] + torch.randn(
         n, n_samples, D, generator=torch.Generator().manual_seed(3), dtype=torch.float64
     ) @ torch.linalg.cholesky(cov).transpose(-1, -2)
@@ -99,6 +106,12 @@ def test_purified_samples_follow_the_exact_posterior(missing: float) -> None:
     ours = crps_exact(out[..., None].numpy(), x[..., None].numpy(), every)
     best = crps_exact(exact[..., None].numpy(), x[..., None].numpy(), every)
     assert ours < 1.05 * best, (ours, best)
+    if start > 1.0:  # more injected noise than the data carry: worse than the matched start
+        m1, c1 = exact_posterior(oracle, y, observed, s)
+        matched = m1[:, None] + torch.randn(
+            n, n_samples, D, generator=torch.Generator().manual_seed(4), dtype=torch.float64
+        ) @ torch.linalg.cholesky(c1).transpose(-1, -2)
+        assert crps_exact(matched[..., None].numpy(), x[..., None].numpy(), every) < 0.95 * ours
     if missing == 0.0:  # the exact case: moments, whitened by the posterior covariance
         w = torch.linalg.solve_triangular(
             torch.linalg.cholesky(cov), (out - mean[:, None]).transpose(-1, -2), upper=False

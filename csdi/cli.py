@@ -172,6 +172,7 @@ def _sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "eta": args.eta,
         "precision": args.precision,
         "clip": False if args.no_clip else None,
+        "compile": args.compile or None,
     }
     return {k: v for k, v in given.items() if v is not None}
 
@@ -289,6 +290,7 @@ def _impute(args: argparse.Namespace, group: Distributed) -> None:
         chunk_size=args.chunk_size,
         precision=args.precision,
         clip=False if args.no_clip else None,
+        compile=args.compile or None,
         seed=args.seed,
         quantiles=args.quantiles,
         progress=True,

@@ -46,7 +46,7 @@ def positive_float(text: str) -> float:
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     """--samples, --sampler, --steps, --time-grid, --eta, --precision, --seed, --chunk-size,
-    --no-clip, --device (default: the model's)."""
+    --no-clip, --compile, --device (default: the model's)."""
     p.add_argument("--samples", type=positive_int, help="samples per window (default: the model's)")
     p.add_argument("--sampler", choices=["ancestral", "sde", "ode", "ddim", "dpm_solver"])
     p.add_argument("--steps", type=positive_int, help="sampler steps")
@@ -72,6 +72,11 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
         "--no-clip",
         action="store_true",
         help="do not keep imputed values inside the range learned from the training data",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network (faster calls after a compilation of its own)",
     )
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="default: the model's")
 

@@ -102,6 +102,7 @@ class TrainConfig:
     snapshot_every: int | None = None  # keep the EMA weights every N validations (curves)
     snapshot_minutes: tuple[float, ...] = ()  # also keep them when these wall times are passed
     precision: Literal["fp32", "bf16", "auto"] = "fp32"  # of the network's forward (nn.precision)
+    compile: bool = False  # torch.compile the training forward and backward (inductor)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class SamplingConfig:
     time_grid: Literal["uniform", "quadratic", "logsnr"] = "uniform"  # samplers.make_time_grid
     clip: bool = True  # keep x̂₀ inside the model's value bounds (csdi.diffusion.bounds)
     precision: Literal["fp32", "bf16", "auto"] = "fp32"  # of the network calls (csdi.nn.precision)
+    compile: bool = False  # torch.compile the network's forward (inductor; compiles per process)
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ def cmd_forecast(args: argparse.Namespace) -> None:
         chunk_size=args.chunk_size,
         precision=args.precision,
         clip=False if args.no_clip else None,
+        compile=args.compile or None,
         seed=args.seed,
         quantiles=args.quantiles,
         progress=True,

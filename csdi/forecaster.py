@@ -180,6 +180,7 @@ class Forecaster:
         chunk_size: int | None = None,
         precision: str | None = None,
         clip: bool | None = None,
+        compile: bool | None = None,
     ) -> Forecast:
         """Samples of the `horizon` steps after each history ((T, K), frame, or (N, T, K)).
 
@@ -212,6 +213,7 @@ class Forecaster:
             chunk_size=chunk_size,
             precision=precision,
             clip=clip,
+            compile=compile,
         )
         samples = result.samples[:, :, self.context : self.context + h]  # (N, S, h, K)
         return Forecast(

@@ -362,6 +362,7 @@ class Imputer:
         chunk_size: int | None = None,
         precision: str | None = None,
         clip: bool | None = None,
+        compile: bool | None = None,
         denoise: float | np.ndarray | None = None,
         denoise_start: float = 1.0,
     ) -> Imputation:
@@ -372,8 +373,8 @@ class Imputer:
         each row is taken from one window (`csdi.data.windows.stitch`). `sampler`, `steps`,
         `seed`, `time_grid` (`csdi.diffusion.samplers.make_time_grid`), `eta` (ddim only),
         `chunk_size` (rows per network call), `precision` of the network calls ("fp32" or
-        "bf16", `csdi.nn.precision`) and `clip` (keep x̂₀ inside the value bounds learned in
-        training) default to the config's.
+        "bf16", `csdi.nn.precision`), `clip` (keep x̂₀ inside the value bounds learned in
+        training) and `compile` (the network through `torch.compile`) default to the config's.
 
         `denoise` (purification): the observed values carry Gaussian noise of this standard
         deviation (data units; one number, or one per feature); they are sampled too, from
@@ -398,6 +399,7 @@ class Imputer:
                 "chunk_size": chunk_size,
                 "precision": precision,
                 "clip": clip,
+                "compile": compile,
             }.items()
             if v is not None
         }

@@ -151,7 +151,11 @@ def sample_windows(
     # side-information projections depend on cond only: computed once per batch (per chunk
     # of it), not per step; the cache holds every chunk of a batch
     chunks = 1 if inner_chunk is None else -(-cfg.n_samples // rows)
-    predictor = network.cached(max(16, chunks)) if isinstance(network, ScoreNetwork) else network
+    predictor = (
+        network.cached(max(16, chunks), compiled=cfg.compile)
+        if isinstance(network, ScoreNetwork)
+        else network
+    )
 
     precision = resolve_precision(cfg.precision, device)  # once, and refused before any work
 

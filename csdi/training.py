@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -138,6 +138,8 @@ class Trainer:
         if distributed.enabled:
             ids = [device.index] if device.type == "cuda" else None
             self.model = DistributedDataParallel(self.network, device_ids=ids)
+        if train_cfg.compile:  # graphs built at the first steps; the EMA copy stays eager
+            self.model = cast(nn.Module, torch.compile(self.model))
         self.horizon = horizon  # the forecast mask hides the last `horizon` steps
         self.patterns: Tensor | None = None  # (P, K, L) historical masks; None: the batch's own
         self.schedule = schedule.to(device)

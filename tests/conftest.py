@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from csdi.config import ExperimentConfig, load_config
 
@@ -37,3 +38,18 @@ def sine_frame_values(n_rows: int, n_features: int, missing: float, seed: int) -
     )
     values[rng.random(values.shape) < missing] = np.nan
     return values
+
+
+@pytest.fixture
+def eager_compile(monkeypatch) -> list[object]:
+    """torch.compile through dynamo's eager backend (graphs captured, no code generated: a
+    test stays short); the list collects the modules compiled."""
+    compiled: list[object] = []
+    real = torch.compile
+
+    def compile_eagerly(model, **kwargs):  # type: ignore[no-untyped-def]
+        compiled.append(model)
+        return real(model, backend="eager", **kwargs)
+
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    return compiled

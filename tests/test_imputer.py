@@ -221,3 +221,20 @@ def test_residual_prior_is_fitted_saved_and_resumed(tiny_config, tmp_path) -> No
     (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="residual scale is missing"):
         Imputer.load(tmp_path / "m")
+
+
+def test_compiled_training_and_sampling_match_eager(tiny_config, eager_compile) -> None:
+    """train.compile and sampling.compile put the network through torch.compile (here with
+    dynamo's eager backend, `eager_compile`) and change no result beyond float rounding."""
+    compiled = eager_compile
+    data = _windows(24, 12, 3, 0.3, seed=3)
+    eager = Imputer(tiny_config).fit(data, progress=False)
+    fast_cfg = replace(tiny_config, train=replace(tiny_config.train, compile=True))
+    fast = Imputer(fast_cfg).fit(data, progress=False)
+    assert len(compiled) == 1  # the training module
+    assert eager.history is not None and fast.history is not None
+    np.testing.assert_allclose(fast.history.train_loss, eager.history.train_loss, rtol=1e-4)
+    plain = eager.impute(data[:3], n_samples=4, seed=0, sampler="ddim", steps=4)
+    through = eager.impute(data[:3], n_samples=4, seed=0, sampler="ddim", steps=4, compile=True)
+    assert len(compiled) == 2  # the sampling forward
+    np.testing.assert_allclose(through.samples, plain.samples, rtol=1e-4, atol=1e-4)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -229,9 +229,10 @@ class ScoreNetwork(nn.Module):
         y = F.relu(self.output_hidden(skip_sum / math.sqrt(len(self.layers))))  # (B, K, L, C)
         return self.output_projection(y).squeeze(-1)  # (B, K, L)
 
-    def cached(self, max_entries: int = 16) -> CachedPredictor:
-        """A `NoisePredictor` that reuses `precompute(cond)` for repeated `cond` objects."""
-        return CachedPredictor(self, max_entries)
+    def cached(self, max_entries: int = 16, *, compiled: bool = False) -> CachedPredictor:
+        """A `NoisePredictor` that reuses `precompute(cond)` for repeated `cond` objects;
+        `compiled`: its forward through `torch.compile`."""
+        return CachedPredictor(self, max_entries, compiled=compiled)
 
 
 class CachedPredictor:
@@ -243,10 +244,13 @@ class CachedPredictor:
     change while the predictor is in use.
     """
 
-    def __init__(self, network: ScoreNetwork, max_entries: int = 16) -> None:
+    def __init__(
+        self, network: ScoreNetwork, max_entries: int = 16, *, compiled: bool = False
+    ) -> None:
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, got {max_entries}")
         self.network = network
+        self.forward: nn.Module = cast(nn.Module, torch.compile(network)) if compiled else network
         self.max_entries = max_entries
         self._entries: dict[int, tuple[Conditioning, ConditionCache]] = {}
 
@@ -257,4 +261,4 @@ class CachedPredictor:
                 del self._entries[next(iter(self._entries))]  # oldest first
             entry = (cond, self.network.precompute(cond))
             self._entries[id(cond)] = entry
-        return self.network(z_t, t, cond, cache=entry[1])
+        return self.forward(z_t, t, cond, cache=entry[1])

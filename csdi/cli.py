@@ -20,7 +20,7 @@ import numpy as np
 from csdi.cli_args import (
     add_output_options,
     add_sampling_options,
-    check_outputs,
+    check_model_outputs,
     positive_float,
     positive_int,
     quantile_levels,
@@ -251,8 +251,7 @@ def cmd_impute(args: argparse.Namespace) -> None:
     """`csdi impute`; under torchrun the windows are sampled by the ranks together."""
     from csdi.distributed import from_environment, shutdown
 
-    reads = [args.input, *args.model.glob("*")]
-    check_outputs([args.output, args.samples_output], reads, args.force)
+    check_model_outputs(args)
     group, _ = from_environment(args.device or "auto")  # torchrun: windows sharded by rank
     try:
         _impute(args, group)

@@ -90,6 +90,13 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def check_model_outputs(args: argparse.Namespace) -> None:
+    """`check_outputs` for a command that reads `--input` and the `--model` directory and
+    writes `--output` and `--samples-output` (impute, forecast)."""
+    reads = [args.input, *args.model.glob("*")]
+    check_outputs([args.output, args.samples_output], reads, args.force)
+
+
 def check_outputs(outputs: list[Path | None], reads: list[Path], force: bool) -> None:
     """Refuse an output that is a file the command reads (the user's data would be lost),
     unless `force`; say so when an output replaces another existing file."""

@@ -16,7 +16,7 @@ import pandas as pd
 from csdi.cli_args import (
     add_output_options,
     add_sampling_options,
-    check_outputs,
+    check_model_outputs,
     positive_int,
     quantile_levels,
 )
@@ -63,8 +63,7 @@ def cmd_forecast(args: argparse.Namespace) -> None:
     from csdi.forecaster import Forecaster
     from csdi.imputer import quantile_frame
 
-    reads = [args.input, *args.model.glob("*")]
-    check_outputs([args.output, args.samples_output], reads, args.force)
+    check_model_outputs(args)
     forecaster = Forecaster.load(args.model)
     if args.device:
         from dataclasses import replace

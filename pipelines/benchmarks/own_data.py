@@ -228,16 +228,15 @@ def write_report(results: Path, report: Path) -> None:
         "",
     ]
     lines += [
-        "## Summary (the default model)",
+        "## Summary (each trained model, by its tag)",
         "",
-        "| set | CRPS | best baseline (CRPS) | CRPS / oracle | MAE | linear MAE "
+        "| set | model | CRPS | best baseline (CRPS) | CRPS / oracle | MAE | linear MAE "
         "| coverage 90 % | train s | impute s |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in dict.fromkeys(d for d, _ in latest):
-        model = latest.get((name, "csdi[default]"))
-        if model is None:
-            continue
+    tagged = [(d, m) for d, m in latest if m.startswith("csdi[") and " " not in m]
+    for name, tag in tagged:
+        model = latest[(name, tag)]
         base = [r for (d, m), r in latest.items() if d == name and m in BASELINES]
         best = min(base, key=lambda r: r["metrics"]["crps_exact"]) if base else None
         oracle = latest.get((name, "oracle"))
@@ -247,7 +246,8 @@ def write_report(results: Path, report: Path) -> None:
         best_txt = f"{best['method']} ({best['metrics']['crps_exact']:.4f})" if best else "—"
         lin = f"{linear['metrics']['mae']:.4f}" if linear else "—"
         lines.append(
-            f"| {name} | {m['crps_exact']:.4f} | {best_txt} | {ratio} | {m['mae']:.4f} | {lin} "
+            f"| {name} | {tag} | {m['crps_exact']:.4f} | {best_txt} | {ratio} | {m['mae']:.4f} "
+            f"| {lin} "
             f"| {m['coverage_90']:.3f} | {model.get('train_seconds', 0):.0f} "
             f"| {model.get('impute_seconds', 0):.0f} |"
         )

@@ -251,6 +251,8 @@ def cmd_impute(args: argparse.Namespace) -> None:
     """`csdi impute`; under torchrun the windows are sampled by the ranks together."""
     from csdi.distributed import from_environment, shutdown
 
+    if args.denoise is None and args.denoise_start != 1.0:
+        raise ValueError("--denoise-start needs --denoise (the noise level to start from)")
     check_model_outputs(args)
     group, _ = from_environment(args.device or "auto")  # torchrun: windows sharded by rank
     try:

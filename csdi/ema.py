@@ -39,23 +39,25 @@ class ExponentialMovingAverage(nn.Module):
         self.register_buffer("n_averaged", torch.tensor(0, dtype=torch.long))
         self._updates = 0  # host copy of n_averaged: read at every update without a device sync
 
-    def _pairs(self, network: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
-        """The averaged and the current floating tensors, parameters then buffers."""
+    def _pairs(self, network: nn.Module, floating: bool) -> tuple[list[Tensor], list[Tensor]]:
+        """The averaged and the current tensors, parameters then buffers, floating or not."""
         mine = [*self.module.parameters(), *self.module.buffers()]
         theirs = [*network.parameters(), *network.buffers()]
-        pairs = [(a, b) for a, b in zip(mine, theirs, strict=True) if a.is_floating_point()]
+        pairs = [p for p in zip(mine, theirs, strict=True) if p[0].is_floating_point() == floating]
         return [a for a, _ in pairs], [b.detach() for _, b in pairs]
 
     @torch.no_grad()
     def update_parameters(self, network: nn.Module) -> None:
-        averaged, current = self._pairs(network)
+        averaged, current = self._pairs(network, floating=True)
         if self._updates == 0:
             torch._foreach_copy_(averaged, current)
         else:
             d = warmed_up_decay(self.decay, self._updates)
             torch._foreach_lerp_(averaged, current, 1.0 - d)
+        for mine, theirs in zip(*self._pairs(network, floating=False), strict=True):
+            mine.copy_(theirs)  # counters and the like: not averaged, kept current
         self._updates += 1
-        self.n_averaged.fill_(self._updates)  # a host-to-device write: no wait
+        self.n_averaged.fill_(self._updates)  # the counter's state-dict copy (no device read)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args)

@@ -596,6 +596,12 @@ def _prior_from_meta(
     if scale is None:
         return None
     try:
-        return ResidualPrior(torch.tensor(scale, dtype=torch.float32))
+        prior = ResidualPrior(torch.tensor(scale, dtype=torch.float32))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{meta_path}: unreadable residual scale ({e})") from None
+    if len(prior.scale) != len(meta["feature_names"]):
+        raise CheckpointError(
+            f"{meta_path}: {len(prior.scale)} residual scales for "
+            f"{len(meta['feature_names'])} features"
+        )
+    return prior

@@ -141,6 +141,7 @@ def sample_windows(
     residual u and its draws are mapped back to values.
     """
     network.eval()
+    prior = None if prior is None else prior.to(device)  # once, not at every network call
     n = values.shape[0]
     channels = network.config.channels if isinstance(network, ScoreNetwork) else 64
     rows = chunk_rows(cfg.chunk_size, values.shape[2], values.shape[1], device, channels)
@@ -181,11 +182,8 @@ def sample_windows(
         x, cond = _window_batch(values, cond_mask, timestamps, slice(lo, hi), device)
         if purify is not None:
             std = torch.as_tensor(purify.std, dtype=torch.float32, device=device)[None, :, None]
-            y = cond.x
-            if prior is not None:  # nothing is given clean, so μ = 0 and u = x / s
-                scale = prior.scale.to(y)[None, :, None]
-                y, std = y / scale, std / scale
-            options["noisy"] = NoisyValues(y, cond.mask, std.expand_as(x), purify.start)
+            # nothing is given clean: under the residual prior μ = 0 and s = 1 (u = x)
+            options["noisy"] = NoisyValues(cond.x, cond.mask, std.expand_as(x), purify.start)
             empty = torch.zeros_like(x)
             cond = Conditioning(x=empty, mask=empty, timestamps=cond.timestamps)
         draws = sample(
@@ -262,6 +260,7 @@ def elbo_windows(
     if isinstance(network, nn.Module):
         network.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
+    prior = None if prior is None else prior.to(device)
 
     # rows: total of half 1, total of half 2, prior, reconstruction, diffusion, n
     per_window: list[np.ndarray] = []
@@ -269,11 +268,12 @@ def elbo_windows(
         hi = min(values.shape[0], lo + batch_windows)
         x, cond = _window_batch(values, cond_mask, timestamps, slice(lo, hi), device)
         target = _model_layout(target_mask[lo:hi], device)  # (B, K, L)
-        x0 = x * torch.clamp(cond.mask + target, max=1.0)
+        known = torch.clamp(cond.mask + target, max=1.0)
+        x0 = x * known
         jacobian = torch.zeros(hi - lo, device=device)
         if prior is not None:
-            x0 = prior.encode(x0, cond)
-            jacobian = prior.log_scale_per_value(target)
+            x0 = prior.encode(x0, cond) * known  # 0 where nothing is known, as without it
+            jacobian = prior.log_scale_per_value(target, cond)
         halves = [
             elbo(
                 network,

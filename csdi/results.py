@@ -58,13 +58,13 @@ def portable(path: str | Path) -> str:
 
 def invocation(argv: Sequence[str] | None = None) -> str:
     """The `csdi …` command line that ran (`sys.argv[1:]` by default), absolute paths made
-    relative (`portable`), also in `--option=/path` form."""
+    relative (`portable`), also after an `=` (`--option=/path`, `--set key=/path`)."""
 
     def arg(a: str) -> str:
-        name, eq, value = a.partition("=")
-        if a.startswith("-") and eq and os.path.isabs(value):
-            return f"{name}={portable(value)}"
-        return portable(a) if os.path.isabs(a) else a
+        if os.path.isabs(a):
+            return portable(a)
+        name, eq, value = a.rpartition("=")  # --opt=/path, key=/path, --set=key=/path
+        return f"{name}={portable(value)}" if eq and os.path.isabs(value) else a
 
     return shlex.join(["csdi", *(arg(a) for a in (sys.argv[1:] if argv is None else argv))])
 

@@ -232,6 +232,7 @@ class Trainer:
             "order": self._order,
             "cursor": self._cursor,
             "history": dataclasses.asdict(h),
+            "prior_scale": None if self.prior is None else self.prior.scale,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -268,6 +269,9 @@ class Trainer:
         self._order = None if order is None else order.to(self.device)
         self._cursor = int(state["cursor"])
         self.history = History(**state["history"])
+        scale = state.get("prior_scale")  # the scale the weights were trained under
+        if scale is not None:
+            self.prior = ResidualPrior(scale.to(self.device))
 
     # ------------------------------------------------------------------ budget
     def total_steps(self, steps_per_epoch: int) -> int:
@@ -309,8 +313,8 @@ class Trainer:
             )
         target = observed * (1.0 - cond_mask)
         cond = Conditioning(x=x0 * cond_mask, mask=cond_mask, timestamps=batch.timestamps[idx])
-        if self.prior is not None:
-            x0 = self.prior.encode(x0, cond)  # the diffusion runs on the residual u
+        if self.prior is not None:  # the diffusion runs on the residual u (0 where unobserved)
+            x0 = torch.where(observed > 0, self.prior.encode(x0, cond), 0.0)
         if self.cfg.precision != "fp32":
             model = AtPrecision(model, self.cfg.precision, self.device)
         loss = self.objective(

@@ -314,14 +314,18 @@ def test_impute_ddim_defaults_to_deterministic_ddim_and_takes_eta(trained, tmp_p
     assert np.abs(ddim - ancestral).max() > 1e-3
 
 
-def test_impute_denoise_returns_sampled_observed_values(trained, tmp_path) -> None:
+def test_impute_denoise_returns_sampled_observed_values(trained, tmp_path, capsys) -> None:
     data, frame, model = trained
     out, npz = tmp_path / "denoised.csv", tmp_path / "d.npz"
     argv = ["impute", "--model", str(model), "--input", str(data), "--output", str(out)]
     argv += ["--samples", "4", "--steps", "8", "--denoise", "0.1", "--samples-output", str(npz)]
-    assert main([*argv, "--denoise-start", "2"]) == 0
+    assert main(argv) == 0
     with np.load(npz) as z:
         samples = z["samples"]  # (S, T, K)
+    assert main([*argv, "--denoise-start", "30"]) == 0  # a randomised start: other draws
+    with np.load(npz) as z:
+        assert not np.array_equal(z["samples"], samples)
+    _one_line_error(capsys, [*argv[:-4], "--denoise-start", "2"], "--denoise-start needs")
     observed = frame[["a", "b", "c"]].notna().to_numpy()
     assert np.isfinite(samples).all() and (samples.std(axis=0)[observed] > 0).all()
 

@@ -78,10 +78,11 @@ def test_recorded_command_holds_no_absolute_path(tmp_path, monkeypatch) -> None:
     work.mkdir()
     monkeypatch.chdir(work)
     argv = ["evaluate", "--model", str(work / "runs" / "m"), f"--reports={tmp_path / 'r'}"]
-    argv += ["--samples", "10", "plain/relative.csv"]
+    argv += ["--samples", "10", "plain/relative.csv", "--set", f"data.path={work / 'd.csv'}"]
     command = invocation(argv)
     assert command == (
-        "csdi evaluate --model runs/m --reports=../r --samples 10 plain/relative.csv"
+        "csdi evaluate --model runs/m --reports=../r --samples 10 plain/relative.csv "
+        "--set data.path=d.csv"
     )
     assert str(tmp_path) not in command
     assert portable(work / "a.csv") == "a.csv"

@@ -13,6 +13,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from csdi import checkpoint
 from csdi.config import TrainConfig
+from csdi.diffusion.conditioning import Conditioning
 from csdi.ema import ExponentialMovingAverage
 from csdi.imputer import Imputer
 from csdi.training import Trainer, lr_factor
@@ -123,3 +124,43 @@ def test_resume_across_devices_reseeds_and_says_so(tiny_config, tmp_path, caplog
         again.fit(data, output_dir=out, resume=True, progress=False)
     assert "reseeded" in caplog.text
     assert again.history is not None and len(again.history.epochs) == 2
+
+
+def test_residual_prior_in_training_and_resume(tiny_config, tmp_path, monkeypatch) -> None:
+    """Under the residual prior the objective receives u = (x − μ)/s on the observed entries
+    and 0 on the unobserved ones (as without the prior: no huge −μ/s inputs); a resumed run
+    keeps the scale its weights were trained under (from last.pt), even if the data changed."""
+    cfg = replace(tiny_config, diffusion=replace(tiny_config.diffusion, prior_mean="interpolation"))
+    seen: list[tuple[torch.Tensor, Conditioning]] = []
+    real = Trainer._loss
+
+    def spy(self, model, batch, idx, generator, use_protocol_cond):  # type: ignore[no-untyped-def]
+        def objective(m, x0, cond, target, schedule, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append((x0.detach(), cond))
+            return inner(m, x0, cond, target, schedule, **kwargs)
+
+        inner, self.objective = self.objective, objective
+        try:
+            out = real(self, model, batch, idx, generator, use_protocol_cond)
+        finally:
+            self.objective = inner
+        seen[-1] = (*seen[-1], batch.values[idx], batch.observed[idx])  # type: ignore[assignment]
+        return out
+
+    monkeypatch.setattr(Trainer, "_loss", spy)
+    data = sine_frame_values(24 * 12, 3, 0.3, seed=4).reshape(24, 12, 3)
+    out = tmp_path / "m"
+    imputer = Imputer(cfg).fit(data, output_dir=out, progress=False)
+    assert imputer.prior is not None
+    u, cond, x, observed = seen[0]  # type: ignore[misc]
+    expected = torch.where(observed > 0, imputer.prior.encode(x, cond), 0.0)
+    torch.testing.assert_close(u, expected)
+    assert float(u[observed == 0].abs().max()) == 0.0
+    monkeypatch.setattr(Trainer, "_loss", real)
+
+    other = 3.0 * sine_frame_values(24 * 12, 3, 0.1, seed=5).reshape(24, 12, 3)
+    longer = replace(cfg, train=replace(cfg.train, epochs=3))
+    resumed = Imputer(longer).fit(other, output_dir=out, resume=True, progress=False)
+    assert resumed.prior is not None
+    torch.testing.assert_close(resumed.prior.scale, imputer.prior.scale, rtol=0, atol=0)
+    assert resumed.history is not None and len(resumed.history.epochs) == 3

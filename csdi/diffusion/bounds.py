@@ -48,7 +48,7 @@ class ClippedPredictor:
         if self.prior is None:
             x0 = x0.clamp(self.low.to(z_t), self.high.to(z_t))
         else:  # u = (x − μ)/s ∈ [(low − μ)/s, (high − μ)/s]
-            mean, scale = self.prior.mean(cond), self.prior.scale.to(z_t)[None, :, None]
+            mean, scale = self.prior.mean(cond), self.prior.scales(cond).to(z_t)
             x0 = x0.clamp((self.low.to(z_t) - mean) / scale, (self.high.to(z_t) - mean) / scale)
         return x0_to_eps(z_t, x0, a, s)
 

@@ -4,8 +4,8 @@ PriorGrad (Lee et al. 2022, ICLR) replaces the N(0, I) prior of a conditional di
 N(μ(c), Σ(c)) computed from the condition, and shows that the network then has less to learn
 and trains faster. Here μ is the linear interpolation in time of the conditioning values
 (`linear_fill`, constant beyond the last given value) and Σ = diag(s_k²) holds one scale per
-feature, the root mean square of x − μ over training targets (`residual_scale`). The diffusion
-runs on
+feature, the root mean square of x − μ over training targets (`residual_scale`); where a window
+gives a feature no value, μ = 0 and the scale is 1 (CSDI's prior). The diffusion runs on
 
     u = (x − μ(c)) / s        and returns        x = μ(c) + s · u,
 
@@ -32,37 +32,45 @@ PRIOR_MEANS = ("zero", "interpolation")
 
 @dataclass(frozen=True)
 class ResidualPrior:
-    """The affine frame x = μ(c) + s·u of the residual prior; scale (K,) in normalised units."""
+    """The affine frame x = μ(c) + s·u of the residual prior; scale (K,) in normalised units.
+
+    Where a window gives a feature no value at all, there is nothing to interpolate: μ = 0 and
+    the scale is 1 there, CSDI's N(0, I) prior on that feature of that window (`scales`)."""
 
     scale: Tensor
 
     def __post_init__(self) -> None:
-        if self.scale.dim() != 1 or not bool((self.scale > 0).all()):
-            raise ValueError("the residual scale must be (K,) and positive")
+        finite = bool(torch.isfinite(self.scale).all())
+        if self.scale.dim() != 1 or len(self.scale) == 0 or not finite:
+            raise ValueError("the residual scale must be (K,) with K > 0, finite")
+        if not bool((self.scale > 0).all()):
+            raise ValueError("the residual scale must be positive")
 
     def mean(self, cond: Conditioning) -> Tensor:
         """μ(c) (N, K, L): the conditioning values where given, their linear interpolation in
         time elsewhere (0, the feature's normalised mean, where a window gives none)."""
         return linear_fill(cond.x, cond.mask > 0)
 
-    def _scale(self, like: Tensor) -> Tensor:
-        return self.scale.to(like)[:, None]  # (K, 1)
+    def scales(self, cond: Conditioning) -> Tensor:
+        """(N, K, 1): s_k where window n gives feature k a value, else 1."""
+        given = (cond.mask > 0).any(dim=-1, keepdim=True)  # (N, K, 1)
+        return torch.where(given, self.scale.to(cond.x)[:, None], torch.ones_like(cond.x[..., :1]))
 
     def encode(self, x: Tensor, cond: Conditioning) -> Tensor:
         """u = (x − μ(c)) / s for x (N, K, L)."""
-        return (x - self.mean(cond)) / self._scale(x)
+        return (x - self.mean(cond)) / self.scales(cond).to(x)
 
     def decode(self, u: Tensor, cond: Conditioning) -> Tensor:
         """x = μ(c) + s·u for u (N, K, L) or (N, S, K, L) (S samples of each window)."""
-        mean = self.mean(cond)
+        mean, scale = self.mean(cond).to(u), self.scales(cond).to(u)
         if u.dim() == 4:
-            mean = mean[:, None]
-        return mean + self._scale(u) * u
+            mean, scale = mean[:, None], scale[:, None]
+        return mean + scale * u
 
-    def log_scale_per_value(self, target: Tensor) -> Tensor:
-        """Σ_k,l target·log s_k / Σ target per window (B,): the change of variables' term of
+    def log_scale_per_value(self, target: Tensor, cond: Conditioning) -> Tensor:
+        """Σ_k,l target·log s / Σ target per window (B,): the change of variables' term of
         −log p(x) − (−log p(u)) in nats per target value; target (B, K, L) 0/1."""
-        log_s = torch.log(self._scale(target)).expand_as(target)
+        log_s = torch.log(self.scales(cond).to(target)).expand_as(target)
         return (target * log_s).flatten(1).sum(1) / target.flatten(1).sum(1).clamp_min(1)
 
     def to(self, device: torch.device | str) -> ResidualPrior:
@@ -73,9 +81,11 @@ def residual_scale(
     values: Tensor, observed: Tensor, cond_mask: Tensor, floor: float = 1e-2
 ) -> Tensor:
     """s (K,): the root mean square of x − μ(c) over the targets (observed, not given) of
-    windows (N, K, L), floored at `floor` (a feature the interpolation fits exactly, or one
-    without targets, still gets a usable scale; 1 where a feature has no target at all)."""
-    target = observed * (1.0 - cond_mask)
+    windows (N, K, L) that give the feature some value (elsewhere the prior keeps scale 1),
+    floored at `floor` (a feature the interpolation fits exactly still gets a usable scale);
+    1 where a feature has no such target at all."""
+    has_given = (cond_mask > 0).any(dim=-1, keepdim=True)  # (N, K, 1)
+    target = observed * (1.0 - cond_mask) * has_given
     cond = Conditioning(x=values * cond_mask, mask=cond_mask)
     residual = (values - linear_fill(cond.x, cond_mask > 0)) * target
     count = target.sum(dim=(0, 2))  # (K,)

@@ -235,6 +235,7 @@ def main() -> None:
                     recipe=args.recipe,
                     budget_minutes=args.minutes,
                     threads=args.threads,
+                    score_threads=args.score_threads or args.threads,
                     train_command=_rel([a for a in argv if a != "--resume"]),
                     machine=f"{platform.machine()}, {os.cpu_count()} cores, torch CPU, "
                     f"{args.threads} thread(s)",

@@ -36,19 +36,29 @@ def test_frame_is_the_interpolation_plus_scaled_residual() -> None:
     torch.testing.assert_close(prior.decode(u[:, None].repeat(1, 3, 1, 1), cond)[:, 2], x)
     target = torch.tensor([[[0.0, 1, 0, 1, 0], [0, 0, 1, 0, 0]]])
     per_value = (2 * math.log(2.0) + math.log(0.5)) / 3
-    torch.testing.assert_close(prior.log_scale_per_value(target), torch.tensor([per_value]))
-    with pytest.raises(ValueError, match="positive"):
-        ResidualPrior(torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(prior.log_scale_per_value(target, cond), torch.tensor([per_value]))
+    # a window that gives feature 1 nothing: there, μ = 0 and the scale is 1 (CSDI's prior)
+    bare = Conditioning(
+        x=cond.x * torch.tensor([[1.0], [0.0]]), mask=mask * torch.tensor([[1.0], [0.0]])
+    )
+    torch.testing.assert_close(prior.scales(bare), torch.tensor([[[2.0], [1.0]]]))
+    torch.testing.assert_close(prior.encode(x, bare)[0, 1], x[0, 1])
+    torch.testing.assert_close(prior.decode(prior.encode(x, bare), bare), x)
+    for bad in ([1.0, 0.0], [1.0, math.inf], []):
+        with pytest.raises(ValueError, match="residual scale"):
+            ResidualPrior(torch.tensor(bad))
 
 
 def test_residual_scale_is_the_rms_of_the_interpolation_error() -> None:
-    """Feature 0: targets off the line by 3 and 4 → √((9 + 16)/2); feature 1: on the line →
-    the floor; feature 2: no target → 1."""
-    values = torch.zeros(2, 3, 3)
-    values[0, 0, 1], values[1, 0, 1] = 3.0, -4.0
+    """Feature 0: targets off the line by 3 and 4 → √((9 + 16)/2) (a third window that gives
+    it nothing does not count: the prior has scale 1 there); feature 1: on the line → the
+    floor; feature 2: no target → 1."""
+    values = torch.zeros(3, 3, 3)
+    values[0, 0, 1], values[1, 0, 1], values[2, 0] = 3.0, -4.0, 100.0
     values[:, 1] = torch.tensor([0.0, 1.0, 2.0])
-    observed = torch.ones(2, 3, 3)
-    cond = torch.tensor([[1.0, 0, 1], [1, 0, 1], [1, 1, 1]]).expand(2, 3, 3)
+    observed = torch.ones(3, 3, 3)
+    cond = torch.tensor([[1.0, 0, 1], [1, 0, 1], [1, 1, 1]]).repeat(3, 1, 1)
+    cond[2, 0] = 0.0
     scale = residual_scale(values, observed, cond, floor=0.05)
     torch.testing.assert_close(scale, torch.tensor([math.sqrt(12.5), 0.05, 1.0]))
 
@@ -148,17 +158,18 @@ def test_bound_through_the_prior_adds_the_log_scale_per_value() -> None:
     schedule = get_schedule("csdi_quad")
     model = UnitNormalResidual(schedule)
     values, cond = _windows(5, 3, 8, seed=2)
-    target = ~cond
+    target = ~cond & (np.random.default_rng(9).random(cond.shape) < 0.7)  # some unobserved
     stamps = np.tile(np.arange(8, dtype=np.float32), (5, 1))
     prior = ResidualPrior(torch.tensor([0.25, 1.0, 4.0]))
     c = torch.from_numpy(cond.transpose(0, 2, 1).astype(np.float32))
     x = torch.from_numpy(values.transpose(0, 2, 1).copy())
-    u = prior.encode(x, Conditioning(x=x * c, mask=c)).numpy().transpose(0, 2, 1)
+    given = Conditioning(x=x * c, mask=c)
+    u = prior.encode(x, given).numpy().transpose(0, 2, 1)
     u = np.where(cond, values, u)  # the given entries as given (the model ignores them)
     cpu = torch.device("cpu")
     through = elbo_windows(model, schedule, values, cond, target, stamps, cpu, prior=prior)
     direct = elbo_windows(model, schedule, u, cond, target, stamps, cpu)
-    log_s = np.log(prior.scale.numpy())
+    log_s = np.log(prior.scales(given).numpy().transpose(0, 2, 1))  # (N, 1, K)
     jacobian = float((target * log_s).sum() / target.sum())
     assert through.nats_per_value == pytest.approx(direct.nats_per_value + jacobian, abs=1e-5)
     assert through.reconstruction == pytest.approx(direct.reconstruction + jacobian, abs=1e-5)

@@ -39,6 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 CSDI = [sys.executable, "-m", "csdi.cli"]
 REPORT = ROOT / "reports" / "performance" / "training_budget"
+READING = REPORT.with_name("training_budget_reading.md")
 #: CSDI's recipe traced on this CPU in an earlier session (1 thread, the other core loaded),
 #: scored with the `s10_ancestral10` protocol on the same 80 windows.
 EARLIER = ROOT / "reports" / "physionet_cpu_curve" / "physionet" / "results.json"
@@ -100,6 +101,12 @@ def train_argv(
     if (run / "last.pt").is_file():
         argv.append("--resume")
     return argv
+
+
+def trained_marks(run: Path) -> list[float]:
+    """The snapshot marks a run was trained with (its config.json)."""
+    config = json.loads((run / "config.json").read_text())["config"]
+    return [float(m) for m in config["train"]["snapshot_minutes"]]
 
 
 def evaluate(run: Path, snapshot: Path, protocol: str, threads: int) -> dict[str, Any]:
@@ -194,6 +201,8 @@ def write_report(rows: list[dict[str, Any]]) -> None:
     lines += ["", "Training commands:", "", *[f"    {c}" for c in commands], ""]
     machines = sorted({r["machine"] for r in rows if "machine" in r})
     lines += [f"Machine: {'; '.join(machines)}.", ""]
+    if READING.is_file():  # the written reading of the figures, kept across regenerations
+        lines += [READING.read_text().rstrip()]
     REPORT.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
@@ -221,7 +230,9 @@ def main() -> None:
         marks = [float(m) for m in args.marks.split(",") if float(m) <= args.minutes]
         run = args.runs / run_name(args.recipe, args.minutes, args.threads)
         argv = train_argv(args.recipe, args.minutes, marks, args.threads, run)
-        if not args.score_only:
+        if args.score_only:  # record the command the run was trained with, not these marks
+            argv = train_argv(args.recipe, args.minutes, trained_marks(run), args.threads, run)
+        else:
             _run(argv, args.threads)
         for mark in marks:
             snapshot = run / "snapshots" / f"minutes_{mark:g}.pt"

@@ -70,9 +70,6 @@ class DiffusionConfig:
     # "zero": CSDI's N(0, I) prior; "interpolation": diffuse the residual from the linear
     # interpolation of the conditioning values, per-feature scale (csdi.diffusion.prior)
     prior_mean: Literal["zero", "interpolation"] = "zero"
-    # the residual prior's scale: one per feature, or per feature and distance to the nearest
-    # given value ("distance")
-    prior_scale: Literal["feature", "distance"] = "feature"
 
 
 @dataclass(frozen=True)

@@ -607,11 +607,6 @@ def _prior_from_meta(
         prior = ResidualPrior(torch.tensor(scale, dtype=torch.float32))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{meta_path}: unreadable residual scale ({e})") from None
-    if (prior.scale.dim() == 2) != (config.diffusion.prior_scale == "distance"):
-        raise CheckpointError(
-            f"{meta_path}: diffusion.prior_scale is {config.diffusion.prior_scale!r} but the "
-            f"residual scale has shape {tuple(prior.scale.shape)}"
-        )
     if len(prior.scale) != len(meta["feature_names"]):
         raise CheckpointError(
             f"{meta_path}: {len(prior.scale)} residual scales for "

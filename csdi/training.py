@@ -30,7 +30,7 @@ from csdi.data.windows import WindowSet
 from csdi.diffusion.conditioning import Conditioning
 from csdi.diffusion.losses import get_objective
 from csdi.diffusion.noise import window_seed
-from csdi.diffusion.prior import PRIOR_MEANS, PRIOR_SCALES, ResidualPrior, residual_scale
+from csdi.diffusion.prior import PRIOR_MEANS, ResidualPrior, residual_scale
 from csdi.diffusion.schedule import NoiseSchedule
 from csdi.distributed import SINGLE, Distributed
 from csdi.ema import ExponentialMovingAverage
@@ -153,17 +153,6 @@ class Trainer:
             )
         # the residual prior (csdi.diffusion.prior): fitted on the training windows in `fit`
         self.prior_mean = diffusion_cfg.prior_mean
-        if diffusion_cfg.prior_scale not in PRIOR_SCALES:
-            raise ValueError(
-                f"unknown diffusion.prior_scale {diffusion_cfg.prior_scale!r}; "
-                f"choose one of {PRIOR_SCALES}"
-            )
-        self.prior_by_distance = diffusion_cfg.prior_scale == "distance"
-        if self.prior_by_distance and self.prior_mean == "zero":
-            raise ValueError(
-                "diffusion.prior_scale=distance scales the residual prior: "
-                "set diffusion.prior_mean=interpolation too"
-            )
         self.prior: ResidualPrior | None = None
         self.objective_kwargs: dict[str, Any] = (
             {"antithetic": True} if diffusion_cfg.antithetic else {}
@@ -347,11 +336,7 @@ class Trainer:
             patterns=data.observed if self.patterns is None else self.patterns,
             horizon=self.horizon,
         )
-        return ResidualPrior(
-            residual_scale(
-                data.values, data.observed, cond_mask, by_distance=self.prior_by_distance
-            )
-        )
+        return ResidualPrior(residual_scale(data.values, data.observed, cond_mask))
 
     @property
     def global_batch(self) -> int:

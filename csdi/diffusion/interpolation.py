@@ -28,13 +28,3 @@ def linear_fill(x: Tensor, given: Tensor) -> Tensor:
     out = torch.where(has_before & has_after, inside, torch.where(has_before, x_before, x_after))
     out = torch.where(has_before | has_after, out, torch.zeros_like(x))
     return torch.where(given, x, out)
-
-
-def gap_distance(given: Tensor) -> Tensor:
-    """(..., L) bool → (..., L) int64: steps from each step to the nearest given step of its row
-    (0 at a given step; L where the row gives none)."""
-    length = given.shape[-1]
-    steps = torch.arange(length, device=given.device).expand_as(given)  # (..., L)
-    before = torch.where(given, steps, -2 * length).cummax(dim=-1).values
-    after = torch.where(given, steps, 3 * length).flip(-1).cummin(dim=-1).values.flip(-1)
-    return torch.minimum(steps - before, after - steps).clamp(max=length)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from csdi.diffusion.conditioning import Conditioning
-from csdi.diffusion.interpolation import gap_distance, linear_fill
+from csdi.diffusion.interpolation import linear_fill
 from csdi.nn.score_network import NetworkConfig, ScoreNetwork
 
 
@@ -45,19 +45,3 @@ def test_interpolated_conditioning_changes_only_the_input_channel() -> None:
     torch.testing.assert_close(masked(z, t, full), interp(z, t, full))
     gaps = Conditioning(x=x, mask=(torch.rand(2, 3, 10) < 0.5).float())
     assert not torch.allclose(masked(z, t, gaps), interp(z, t, gaps))
-
-
-def test_gap_distance_counts_steps_to_the_nearest_given_step() -> None:
-    """Against a brute-force minimum over the given steps, on random rows of every density;
-    a row with nothing given gets L everywhere."""
-    rng = np.random.default_rng(0)
-    given = rng.random((50, 13)) < rng.random((50, 1))
-    given[0] = False
-    out = gap_distance(torch.from_numpy(given)).numpy()
-    steps = np.arange(13)
-    for row, mask in zip(out, given, strict=True):
-        if mask.any():
-            want = np.abs(steps[:, None] - steps[mask][None, :]).min(axis=1)
-        else:
-            want = np.full(13, 13)
-        np.testing.assert_array_equal(row, want)

@@ -16,7 +16,7 @@ from csdi.data.scaling import ValueBounds
 from csdi.diffusion.bounds import ClippedPredictor
 from csdi.diffusion.conditioning import Conditioning
 from csdi.diffusion.parameterization import eps_to_x0
-from csdi.diffusion.prior import N_BUCKETS, ResidualPrior, distance_bucket, residual_scale
+from csdi.diffusion.prior import ResidualPrior, residual_scale
 from csdi.diffusion.schedule import NoiseSchedule, get_schedule
 from csdi.inference import elbo_windows, sample_windows
 
@@ -82,67 +82,17 @@ def _windows(n: int, k: int, length: int, seed: int) -> tuple[np.ndarray, np.nda
     return values, cond
 
 
-#: A scale per distance bucket (1, 2, 3–4, …) for each of two features
-BY_DISTANCE = torch.tensor(
-    [[0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0], [0.5, 0.6, 0.7, 3.0, 3.0, 3.0, 3.0]]
-)
-PRIORS = {
-    "feature": lambda: ResidualPrior(torch.tensor([0.3, 2.0])),
-    "distance": lambda: ResidualPrior(BY_DISTANCE),
-}
-
-
-def test_distance_buckets_and_the_per_distance_frame() -> None:
-    """Buckets 1, 2, 3–4, 5–8, 9–16, 17–32, 33+; with a table, each entry's scale is its
-    feature's scale at its bucket (a hand-made row), and 1 where the window gives nothing."""
-    d = torch.tensor([0, 1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 500])
-    assert distance_bucket(d).tolist() == [0, 0, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]
-    mask = torch.zeros(1, 2, 8)
-    mask[0, 0, 0] = 1.0  # feature 0: given at step 0 only; feature 1: nothing given
-    prior = PRIORS["distance"]()
-    s = prior.scales(Conditioning(x=mask, mask=mask))
-    row = BY_DISTANCE[0]
-    want0 = [row[0], row[0], row[1], row[2], row[2], row[3], row[3], row[3]]  # d = 0, 1, …, 7
-    torch.testing.assert_close(s[0, 0], torch.stack(want0))
-    torch.testing.assert_close(s[0, 1], torch.ones(8))
-    with pytest.raises(ValueError, match="residual scale"):
-        ResidualPrior(torch.ones(2, N_BUCKETS + 1))
-
-
-def test_residual_scale_by_distance_is_the_rms_per_bucket() -> None:
-    """One feature, given at steps 0 and 8 of windows of 9, observed everywhere: the residual
-    from the line (0) is r·d at distance d (a tent), so bucket 0 (d = 1) has rms r, bucket 1
-    (d = 2) 2r, bucket 2 (d = 3, 3, 4) √(34/3)·r; the buckets beyond hold no target and keep
-    the last scale (non-decreasing)."""
-    r = 0.1
-    n = 30  # 30 windows × ≥ 1 target per bucket ≥ MIN_BUCKET_TARGETS
-    tent = torch.tensor([0.0, 1, 2, 3, 4, 3, 2, 1, 0]) * r
-    values = tent.expand(n, 1, 9).clone()
-    observed = torch.ones(n, 1, 9)
-    cond = torch.zeros(n, 1, 9)
-    cond[..., 0] = cond[..., 8] = 1.0
-    scale = residual_scale(values, observed, cond, by_distance=True)
-    far = (34 / 3) ** 0.5 * r
-    want = torch.tensor([r, 2 * r, far, far, far, far, far])
-    torch.testing.assert_close(scale[0], want, rtol=1e-5, atol=1e-6)
-    overall = residual_scale(values, observed, cond)
-    torch.testing.assert_close(overall, torch.sqrt((tent**2).sum() / 7).reshape(1))
-
-
-@pytest.mark.parametrize("kind", sorted(PRIORS))
-def test_sampling_through_the_prior_maps_residual_draws_to_values(kind: str) -> None:
+def test_sampling_through_the_prior_maps_residual_draws_to_values() -> None:
     """A model that ignores the conditioning draws the same residuals u with and without the
     prior (same seed, per-window noise), so the draws under the prior are exactly μ(c) + s·u
     at every target, and the given entries come back as given."""
     schedule = get_schedule("csdi_quad")
     values, cond = _windows(4, 2, 12, seed=0)
-    prior = PRIORS[kind]()
+    prior = ResidualPrior(torch.tensor([0.3, 2.0]))
     stamps = np.tile(np.arange(12, dtype=np.float32), (4, 1))
     c = torch.from_numpy(cond.transpose(0, 2, 1).astype(np.float32))
     x = torch.from_numpy(values.transpose(0, 2, 1).copy())
-    frame = Conditioning(x=x * c, mask=c)
-    mean = prior.mean(frame).numpy().transpose(0, 2, 1)  # (N, L, K)
-    scale = prior.scales(frame).numpy().transpose(0, 2, 1)  # (N, L or 1, K)
+    mean = prior.mean(Conditioning(x=x * c, mask=c)).numpy().transpose(0, 2, 1)  # (N, L, K)
     given = np.broadcast_to(cond[:, None], (4, 7, 12, 2))
     for sampler in ("ancestral", "dpm_solver"):
         cfg = replace(SamplingConfig(), sampler=sampler, steps=10, n_samples=7, seed=3)
@@ -152,12 +102,11 @@ def test_sampling_through_the_prior_maps_residual_draws_to_values(kind: str) -> 
         u = draw(torch.device("cpu")).samples  # (N, S, L, K)
         out = draw(torch.device("cpu"), prior=prior).samples
         assert np.array_equal(out[given], np.broadcast_to(values[:, None], out.shape)[given])
-        expected = mean[:, None] + scale[:, None] * u
+        expected = mean[:, None] + prior.scale.numpy() * u
         np.testing.assert_allclose(out[~given], expected[~given], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", sorted(PRIORS))
-def test_clipping_under_the_prior_bounds_the_values_not_the_residuals(kind: str) -> None:
+def test_clipping_under_the_prior_bounds_the_values_not_the_residuals() -> None:
     """A runaway model: every drawn value stays inside the bounds in data space, wherever the
     interpolation puts the residual's origin."""
     schedule = get_schedule("csdi_quad")
@@ -170,7 +119,7 @@ def test_clipping_under_the_prior_bounds_the_values_not_the_residuals(kind: str)
     values = values * 3.0
     low, high = np.array([-1.0, 0.5]), np.array([1.0, 4.0])
     bounds = ValueBounds(low=low, high=high, data_low=low, data_high=high)
-    prior = PRIORS[kind]()
+    prior = ResidualPrior(torch.tensor([0.2, 3.0]))
 
     # the predictor itself: its implied estimate of the value μ + s·û₀ is inside the bounds
     lo, hi = torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32)
@@ -203,8 +152,7 @@ def test_clipping_under_the_prior_bounds_the_values_not_the_residuals(kind: str)
             assert (v >= low[k] - 1e-4).all() and (v <= high[k] + 1e-4).all(), sampler
 
 
-@pytest.mark.parametrize("by_distance", [False, True])
-def test_bound_through_the_prior_adds_the_log_scale_per_value(by_distance: bool) -> None:
+def test_bound_through_the_prior_adds_the_log_scale_per_value() -> None:
     """−ELBO of x under the prior = −ELBO of u = (x − μ)/s + mean log s over the targets: the
     same time draws and noise (same seed), so the difference is exact."""
     schedule = get_schedule("csdi_quad")
@@ -212,10 +160,7 @@ def test_bound_through_the_prior_adds_the_log_scale_per_value(by_distance: bool)
     values, cond = _windows(5, 3, 8, seed=2)
     target = ~cond & (np.random.default_rng(9).random(cond.shape) < 0.7)  # some unobserved
     stamps = np.tile(np.arange(8, dtype=np.float32), (5, 1))
-    feature = torch.tensor([0.25, 1.0, 4.0])
-    prior = ResidualPrior(
-        feature[:, None] * torch.linspace(1, 3, N_BUCKETS) if by_distance else feature
-    )
+    prior = ResidualPrior(torch.tensor([0.25, 1.0, 4.0]))
     c = torch.from_numpy(cond.transpose(0, 2, 1).astype(np.float32))
     x = torch.from_numpy(values.transpose(0, 2, 1).copy())
     given = Conditioning(x=x * c, mask=c)

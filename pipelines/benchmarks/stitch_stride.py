@@ -7,7 +7,7 @@ keeps on its nearer side. This imputes each own-data set's held-out file with a 
 (`pipelines/benchmarks/own_data.py` trains them) at strides of 1/2, 3/4 and 1 window and scores
 the samples as own_data.py does.
 
-    python pipelines/benchmarks/stitch_stride.py --sets pm25_stations,gp_smooth --tag gauss
+    python pipelines/benchmarks/stitch_stride.py --sets pm25_stations,gp_smooth --tag prior
 
 Results: reports/own_data/stitch_stride.{json,md}.
 """

@@ -229,10 +229,10 @@ def main() -> None:
     if not args.report:
         marks = [float(m) for m in args.marks.split(",") if float(m) <= args.minutes]
         run = args.runs / run_name(args.recipe, args.minutes, args.threads)
-        argv = train_argv(args.recipe, args.minutes, marks, args.threads, run)
-        if args.score_only:  # record the command the run was trained with, not these marks
-            argv = train_argv(args.recipe, args.minutes, trained_marks(run), args.threads, run)
-        else:
+        # scoring only: record the command the run was trained with, not these marks
+        trained = trained_marks(run) if args.score_only else marks
+        argv = train_argv(args.recipe, args.minutes, trained, args.threads, run)
+        if not args.score_only:
             _run(argv, args.threads)
         for mark in marks:
             snapshot = run / "snapshots" / f"minutes_{mark:g}.pt"

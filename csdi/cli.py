@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 16)",
     )
     p.add_argument("--no-elbo", action="store_true", help="skip the ELBO")
+    p.add_argument(
+        "--missing-ratio",
+        type=float,
+        help="physionet: score on the hold-out of this ratio instead of the model's (training "
+        "never reads the hold-out, so one model serves every ratio)",
+    )
     p.add_argument("--reports", type=Path, default=Path("reports"))
     p.add_argument("--no-tracking", action="store_true")
     add_sampling_options(p)
@@ -223,10 +229,13 @@ def cmd_train(args: argparse.Namespace) -> None:
         budget += f" or {t.max_minutes:g} minutes, whichever comes first"
     m = cfg.model
     ranks = f" on each of {group.world_size} ranks" if group.enabled else ""
+    d = cfg.data
+    context = f"context {d.context}" if d.context else "the default context"
+    shape = f"window {d.window}" if d.horizon is None else f"{context} + horizon {d.horizon}"
     if group.is_main:
         print(
             f"training for {budget}: batch {t.batch_size}{ranks}, lr {t.lr:g} ({t.lr_schedule}), "
-            f"window {cfg.data.window}, {m.n_layers} layers × {m.channels} channels, "
+            f"{shape}, {m.n_layers} layers × {m.channels} channels, "
             f"{m.n_heads} heads, {m.cond_input} conditioning; change with --steps, "
             "--max-minutes, --set"
         )
@@ -335,6 +344,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             command=invocation(),
             elbo_time_samples=0 if args.no_elbo else args.elbo_samples,
             distributed=group,
+            missing_ratio=args.missing_ratio,
         )
     finally:
         shutdown(group)

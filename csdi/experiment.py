@@ -219,8 +219,14 @@ def evaluate_model(
     samples_output: Path | None = None,
     elbo_time_samples: int = 16,
     distributed: Distributed = SINGLE,
+    missing_ratio: float | None = None,
 ) -> dict[str, Any] | None:
     """Sample the test windows of the model's own protocol, write metrics.json and a record.
+
+    `missing_ratio` (PhysioNet only): score on the protocol's hold-out at this ratio instead of
+    the model's. Training never reads the hold-out (its conditioning masks are drawn at random
+    inside the observed entries, as CSDI's), so one trained model serves every ratio; only the
+    validation loss that picked the best weights saw the model's own ratio.
 
     The record's `elbo` holds the negative ELBO of the held-out values in nats per value with
     its prior / reconstruction / diffusion terms and standard error (`Imputer.elbo_normalised`,
@@ -240,6 +246,13 @@ def evaluate_model(
     if device is not None:
         imputer.config = replace(imputer.config, train=replace(imputer.config.train, device=device))
     cfg = imputer.config
+    if missing_ratio is not None:
+        if cfg.data.dataset != "physionet":
+            raise ValueError(
+                f"a missing ratio other than the model's applies to physionet only; this model "
+                f"was trained on {cfg.data.dataset!r}"
+            )
+        cfg = replace(cfg, data=replace(cfg.data, missing_ratio=missing_ratio))
     sampling = replace(cfg.sampling, **(sampling_overrides or {}))
     splits = load_splits(cfg.data, directory)
     if splits.test is None:

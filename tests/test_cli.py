@@ -237,6 +237,8 @@ def test_train_and_evaluate_a_config(tmp_path, capsys, monkeypatch) -> None:
     assert np.isfinite(bound["nats_per_value"]) and bound["mc_standard_error"] > 0
     terms = bound["prior"] + bound["reconstruction"] + bound["diffusion"]
     assert abs(terms - bound["nats_per_value"]) < 1e-5
+    other_ratio = ["evaluate", "--model", str(model), "--missing-ratio", "0.5", "--no-tracking"]
+    _one_line_error(capsys, other_ratio, "applies to physionet only")
     stored = json.loads((tmp_path / "r" / "synthetic" / "results.json").read_text())
     assert stored == [record]
     assert main([*argv, "--no-elbo"]) == 0

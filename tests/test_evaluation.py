@@ -149,3 +149,17 @@ def test_physionet_metrics_are_in_normalised_units(tmp_path: Path) -> None:
     assert rec["units"] == "normalised"
     assert rec["protocol"]["missing_ratio"] == 0.1 and rec["protocol"]["n_windows"] == 20
     assert rec["metrics"]["mae"] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.skipif(not _physionet_available(), reason="PhysioNet archive not in CSDI_DATA_DIR")
+def test_physionet_ratios_share_their_training_data() -> None:
+    """What `csdi evaluate --missing-ratio` rests on: the ratio changes only which test entries
+    are held out — training and test values, observed entries and scaling are the same."""
+    low = load_splits(DataConfig(dataset="physionet", missing_ratio=0.1, fold=0))
+    high = load_splits(DataConfig(dataset="physionet", missing_ratio=0.5, fold=0))
+    for a, b in [(low.train, high.train), (low.test, high.test)]:
+        np.testing.assert_array_equal(a.values, b.values)
+        np.testing.assert_array_equal(a.observed, b.observed)
+    np.testing.assert_array_equal(low.scaler.std, high.scaler.std)
+    n_low, n_high = low.test.targets.sum(), high.test.targets.sum()
+    assert 4.5 < n_high / n_low < 5.5  # 50 % of the observed entries held out against 10 %

@@ -250,7 +250,10 @@ class CachedPredictor:
         if max_entries < 1:
             raise ValueError(f"max_entries must be at least 1, got {max_entries}")
         self.network = network
-        self.forward: nn.Module = cast(nn.Module, torch.compile(network)) if compiled else network
+        # dynamic: one compilation serves every batch size (a sampler's last, smaller batch
+        # would otherwise compile a second time)
+        compiled_net = torch.compile(network, dynamic=True) if compiled else network
+        self.forward: nn.Module = cast(nn.Module, compiled_net)
         self.max_entries = max_entries
         self._entries: dict[int, tuple[Conditioning, ConditionCache]] = {}
 

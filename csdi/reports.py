@@ -154,6 +154,10 @@ def _details(record: dict[str, Any]) -> str:
         parts.append(f"{record['time_grid']} grid")
     if record.get("epochs") is not None:
         parts.append(f"{record['epochs']} epochs")
+    if record.get("train_seconds"):
+        parts.append(f"{record['train_seconds'] / 60:.0f} min training")
+    if record.get("model_dir"):
+        parts.append(f"model {record['model_dir']}")
     if record.get("deterministic"):
         parts.append("point method")
     return ", ".join(parts)

@@ -71,6 +71,21 @@ def test_protocols_and_sampler_settings_are_kept_apart() -> None:
     assert labels == ["csdi (ancestral, 50 steps)", "csdi (ancestral, 10 steps)", "linear"]
 
 
+def test_models_trained_for_different_times_are_kept_apart() -> None:
+    """Accuracy per training hour: two models of one sampler setting are two rows, each
+    saying how long it trained."""
+    kw: dict[str, Any] = {"sampler": "dpm_solver", "steps": 10}
+    recs = [
+        record("csdi", 0.1, 0, 0.3, epochs=9, train_seconds=4500.0, model_dir="runs/a", **kw),
+        record("csdi", 0.1, 0, 0.4, epochs=3, train_seconds=1230.0, **kw),
+    ]
+    (section,) = summarise(recs)
+    assert [r.details for r in section.rows] == [
+        "9 epochs, 75 min training, model runs/a",
+        "3 epochs, 20 min training",
+    ]
+
+
 def test_list_valued_protocols_group_like_any_other() -> None:
     """PM2.5's protocol holds its test months as a list (JSON has no tuples)."""
     recs = [record("linear", 0.1, s, 0.5 + s) for s in (0, 1)]

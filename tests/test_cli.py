@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from csdi.cli import main
+from csdi.cli import build_parser, main, train_overrides
+from csdi.config import ExperimentConfig, load_config
 from tests.conftest import TINY, sine_frame_values
 
 
@@ -347,3 +348,26 @@ def test_impute_compile_flag_reaches_the_sampler(trained, tmp_path, eager_compil
     np.testing.assert_allclose(
         compiled.select_dtypes("number"), plain.select_dtypes("number"), rtol=1e-4, atol=1e-4
     )
+
+
+def test_recipes_apply_over_the_defaults_and_under_set(tmp_path) -> None:
+    """`--recipe` names a whole training recipe: over a config and over the own-data defaults,
+    with --set still winning; without it a config keeps its own settings."""
+    config = Path(__file__).resolve().parents[1] / "pipelines" / "physionet_10.toml"
+
+    def config_of(*argv: str) -> ExperimentConfig:
+        args = build_parser().parse_args(["train", *argv])
+        return load_config(args.config, train_overrides(args))
+
+    own = ["--data", str(tmp_path / "x.csv"), "--output", str(tmp_path / "m")]
+    plain = config_of("--config", str(config))
+    fast = config_of("--config", str(config), "--recipe", "fast", "--set", "train.lr=5e-3")
+    csdi_own = config_of(*own, "--recipe", "csdi")
+    assert (plain.model.n_heads, plain.model.dropout, plain.train.lr_schedule) == (
+        8, 0.1, "milestones"
+    )  # fmt: skip
+    assert (fast.model.n_heads, fast.model.dropout, fast.train.lr_schedule) == (2, 0.0, "cosine")
+    assert fast.train.lr == 5e-3 and fast.train.warmup_steps == 200  # --set over the recipe
+    assert (csdi_own.model.n_heads, csdi_own.model.dropout, csdi_own.train.lr) == (8, 0.1, 1e-3)
+    assert csdi_own.train.lr_schedule == "milestones" and csdi_own.train.warmup_steps == 0
+    assert csdi_own.diffusion.prior_mean == "interpolation"  # own-data defaults the recipe leaves

@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 
+from csdi.config import RECIPES as TRAIN_RECIPES
+
 ROOT = Path(__file__).resolve().parents[2]
 CSDI = [sys.executable, "-m", "csdi.cli"]
 REPORT = ROOT / "reports" / "performance" / "training_budget"
@@ -45,15 +47,8 @@ READING = REPORT.with_name("training_budget_reading.md")
 EARLIER = ROOT / "reports" / "physionet_cpu_curve" / "physionet" / "results.json"
 
 RECIPES: dict[str, list[str]] = {
-    "csdi": [],
-    "fast": [
-        "model.n_heads=2",
-        "model.dropout=0",
-        "train.lr=2e-3",
-        "train.lr_schedule=cosine",
-        "train.warmup_steps=200",
-        "train.validate_every=500",
-    ],
+    "csdi": [],  # the config's own settings are CSDI's
+    "fast": list(TRAIN_RECIPES["fast"]),
 }
 # ours with the residual prior (csdi.diffusion.prior): the same recipe on u = (x − μ(c))/s
 RECIPES["fast_prior"] = [*RECIPES["fast"], "diffusion.prior_mean=interpolation"]

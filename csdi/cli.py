@@ -25,6 +25,7 @@ from csdi.cli_args import (
     positive_int,
     quantile_levels,
 )
+from csdi.config import OWN_DATA_DEFAULTS, RECIPES, load_config
 from csdi.progress import QUIET_ENV
 from csdi.results import invocation
 
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--recipe",
-        choices=("csdi", "fast"),
+        choices=sorted(RECIPES),
         help="a named training recipe over the config (before --set): csdi = CSDI's own; fast = "
         "2 heads, no dropout, lr 2e-3 with warm-up and a cosine over the budget (3x the steps "
         "per second on a CPU; see csdi.config.RECIPES)",
@@ -193,8 +194,6 @@ def _sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def train_overrides(args: argparse.Namespace) -> list[str]:
     """`csdi train`'s arguments as config overrides, in the order they apply: the own-data
     defaults (with --data), the --recipe, --set, then the dedicated flags."""
-    from csdi.config import OWN_DATA_DEFAULTS, RECIPES
-
     overrides: list[str] = []
     if args.data is not None:
         overrides += list(OWN_DATA_DEFAULTS)
@@ -232,7 +231,6 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
 def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
-    from csdi.config import load_config
     from csdi.distributed import from_environment, shutdown
     from csdi.experiment import train_experiment
 

@@ -187,9 +187,13 @@ def test_bad_samples_file_and_empty_records_are_one_line_errors(tmp_path: Path) 
 
 
 def test_references_are_the_quoted_csdi_physionet_figures() -> None:
-    refs = {r.protocol["missing_ratio"]: r.metrics for r in references_for("physionet")}
+    published = [r for r in references_for("physionet") if "published" in r.label]
+    refs = {r.protocol["missing_ratio"]: r.metrics for r in published}
     assert refs == {0.1: {"crps": 0.238, "mae": 0.217}, 0.5: {"crps": 0.330, "mae": 0.301},
                     0.9: {"crps": 0.522, "mae": 0.481}}  # fmt: skip
+    (checkpoint,) = [r for r in references_for("physionet") if "checkpoint" in r.label]
+    assert checkpoint.protocol == {"missing_ratio": 0.1, "n_windows": 80}  # fold0_test[:80] only
+    assert checkpoint.metrics == {"crps": 0.2343, "mae": 0.2157, "rmse": 0.4929}
     assert references_for("synthetic") == ()
     assert references_for("pm25")[0].metrics == {"crps": 0.108, "mae": 9.60}
     sums = {r.label: r.metrics["crps_sum"] for r in references_for("exchange_rate_nips")}

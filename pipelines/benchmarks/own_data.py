@@ -6,7 +6,8 @@ For each set of `own_data_sets` (train.csv, test.csv with values hidden, truth.n
     csdi impute --model MODEL --input test.csv --output imputed.csv --samples S --samples-output
 then scores the samples on the hidden values in units of the training file's per-column std
 (so columns on different scales weigh alike), beside mean / LOCF / linear / kNN / iterative
-imputation of the same test file and, for the Gaussian sets, S exact conditional samples.
+imputation of the same test file and, for the Gaussian sets, S exact conditional samples
+(given the whole test file, and given only the window each row is imputed in).
 Each method's figures are appended to reports/own_data/results.json; `--report` rewrites
 reports/own_data/README.md from every record there.
 
@@ -78,11 +79,13 @@ def _conditional_draws(
     """n draws of a Gaussian vector N(mean, cov) (D,) given its entries where ~hidden, which
     keep their values in `flat`: (n, D), the hidden entries from the exact conditional."""
     h, o = hidden, ~hidden
+    out = np.broadcast_to(flat, (n, flat.size)).copy()
+    if not h.any():
+        return out
     gain = np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, h)]).T  # Σ_ho Σ_oo⁻¹
     mu = mean[h] + gain @ (flat[o] - mean[o])
     sigma = cov[np.ix_(h, h)] - gain @ cov[np.ix_(o, h)]
     chol = np.linalg.cholesky(sigma + 1e-9 * np.trace(sigma) / h.sum() * np.eye(h.sum()))
-    out = np.broadcast_to(flat, (n, flat.size)).copy()
     out[:, h] = mu + rng.standard_normal((n, h.sum())) @ chol.T
     return out
 

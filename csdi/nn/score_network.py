@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 import torch
+import torch.fx.experimental._config as fx_config
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -254,6 +255,7 @@ class CachedPredictor:
         # would otherwise compile a second time)
         compiled_net = torch.compile(network, dynamic=True) if compiled else network
         self.forward: nn.Module = cast(nn.Module, compiled_net)
+        self.compiled = compiled
         self.max_entries = max_entries
         self._entries: dict[int, tuple[Conditioning, ConditionCache]] = {}
 
@@ -264,4 +266,9 @@ class CachedPredictor:
                 del self._entries[next(iter(self._entries))]  # oldest first
             entry = (cond, self.network.precompute(cond))
             self._entries[id(cond)] = entry
-        return self.forward(z_t, t, cond, cache=entry[1])
+        if not self.compiled:
+            return self.forward(z_t, t, cond, cache=entry[1])
+        # no duck sizing: dimensions that happen to be equal in the first batch (4 windows,
+        # 4 layers) would be assumed equal, and the next batch would compile again
+        with fx_config.patch(use_duck_shape=False):  # type: ignore[attr-defined]  # set at import
+            return self.forward(z_t, t, cond, cache=entry[1])

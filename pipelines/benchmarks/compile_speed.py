@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,11 +32,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from own_data import CSDI, ROOT, _run
+
 from csdi.diffusion.conditioning import Conditioning
 from csdi.nn.score_network import NetworkConfig, ScoreNetwork
 
-ROOT = Path(__file__).resolve().parents[2]
-CSDI = [sys.executable, "-m", "csdi.cli", "-q"]
 REPORT = ROOT / "reports" / "performance" / "compile"
 
 
@@ -57,22 +58,13 @@ def sensor_files(folder: Path, rng: np.random.Generator) -> None:
     test.to_csv(folder / "test.csv")
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip()[-2000:]}")
-    return time.perf_counter() - start
-
-
 def impute_rows(threads: int, work: Path) -> list[dict[str, Any]]:
     sensor_files(work, np.random.default_rng(0))
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     model = work / "model"
-    train = [*CSDI, "train", "--data", str(work / "train.csv"), "--time-column", "time"]
+    train = [*CSDI, "-q", "train", "--data", str(work / "train.csv"), "--time-column", "time"]
     train += ["--output", str(model), "--steps", "20", "--no-tracking", "--threads", str(threads)]
-    timed(train, env)
-    impute = [*CSDI, "impute", "--model", str(model), "--input", str(work / "test.csv")]
+    _run(train, threads)
+    impute = [*CSDI, "-q", "impute", "--model", str(model), "--input", str(work / "test.csv")]
     impute += ["--time-column", "time", "--samples", "30", "--force"]
     cache = work / "inductor_cache"
     runs = [
@@ -84,7 +76,7 @@ def impute_rows(threads: int, work: Path) -> list[dict[str, Any]]:
     rows = []
     for label, extra, more_env in runs:
         out = work / "imputed.csv"
-        seconds = timed([*impute, "--output", str(out), *extra], {**env, **more_env})
+        seconds, _ = _run([*impute, "--output", str(out), *extra], threads, more_env)
         rows.append(
             {"what": "csdi impute, 1464 × 11, 30 samples", "mode": label, "seconds": seconds}
         )

@@ -45,9 +45,10 @@ BASELINES = ("mean", "locf", "linear", "knn", "iterative")
 CSDI = [sys.executable, "-m", "csdi.cli"]
 
 
-def _run(argv: list[str], threads: int) -> tuple[float, str]:
-    """Run a csdi command; (wall seconds, its stdout)."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+def _run(argv: list[str], threads: int, env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run a csdi command (`env`: variables set beside the thread count); (wall seconds, its
+    stdout)."""
+    env = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
     if done.returncode != 0:

@@ -248,11 +248,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     d = cfg.data
     context = f"context {d.context}" if d.context else "the default context"
     shape = f"window {d.window}" if d.horizon is None else f"{context} + horizon {d.horizon}"
+    conv = f", time convolution of width {m.temporal_kernel}" if m.temporal_kernel else ""
     if group.is_main:
         print(
             f"training for {budget}: batch {t.batch_size}{ranks}, lr {t.lr:g} ({t.lr_schedule}), "
             f"{shape}, {m.n_layers} layers × {m.channels} channels, "
-            f"{m.n_heads} heads, {m.cond_input} conditioning; change with --steps, "
+            f"{m.n_heads} heads{conv}, {m.cond_input} conditioning; change with --steps, "
             "--max-minutes, --set"
         )
     try:

@@ -17,7 +17,8 @@ budget, so a budget is its own run); a snapshot already scored with a protocol i
 Recipes (`RECIPES`): `csdi` is CSDI's recipe unchanged (its LR milestones at 75 / 90 % of 200
 epochs fall far beyond any CPU budget); `fast` is ours: 2 attention heads of width 32, no
 dropout, twice CSDI's learning rate with warm-up and a cosine that anneals within the budget;
-`fast_prior` is `fast` diffusing the residual from the interpolation (the residual prior).
+`fast_prior` is `fast` diffusing the residual from the interpolation (the residual prior);
+`fast_conv` is `fast` with a width-5 convolution along time in each residual layer.
 Results: reports/performance/training_budget.{json,md}.
 """
 
@@ -52,6 +53,8 @@ RECIPES: dict[str, list[str]] = {
 }
 # ours with the residual prior (csdi.diffusion.prior): the same recipe on u = (x − μ(c))/s
 RECIPES["fast_prior"] = [*RECIPES["fast"], "diffusion.prior_mean=interpolation"]
+# ours with a depthwise convolution along time in every residual layer (model.temporal_kernel)
+RECIPES["fast_conv"] = [*RECIPES["fast"], "model.temporal_kernel=5"]
 #: Evaluation protocols: name → csdi evaluate arguments
 PROTOCOLS: dict[str, list[str]] = {
     # the cheap one, as the earlier CPU curve (reports/physionet_cpu_curve)

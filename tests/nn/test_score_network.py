@@ -116,13 +116,36 @@ def test_equivalent_to_reference_with_one_feature_or_one_step(k: int, l: int) ->
         torch.testing.assert_close(net(z, t, cond), ref(z, t, cond), rtol=0, atol=1e-10)
 
 
-def test_gradients_reach_every_parameter() -> None:
-    net = _network(NetworkConfig(n_features=5, n_layers=2)).train()
+@pytest.mark.parametrize("temporal_kernel", [0, 3])
+def test_gradients_reach_every_parameter(temporal_kernel: int) -> None:
+    config = NetworkConfig(n_features=5, n_layers=2, temporal_kernel=temporal_kernel)
+    net = _network(config).train()
     z, t, cond = _batch(2, 5, 8, seed=6)
     net(z, t, cond).square().mean().backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
+
+
+def test_temporal_convolution_starts_as_csdi_network_and_acts_along_time_only() -> None:
+    """Zero-initialised, the convolution path leaves CSDI's function unchanged; trained, it mixes
+    values only along time within each series (a shift kernel moves them one step)."""
+    base = _network(NetworkConfig(n_features=4, n_layers=2, dropout=0.0)).eval()
+    conv = ScoreNetwork(NetworkConfig(n_features=4, n_layers=2, dropout=0.0, temporal_kernel=3))
+    missing, unexpected = conv.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and all("temporal_conv" in name for name in missing)
+    conv.eval()
+    z, t, cond = _batch(2, 4, 9, seed=7)
+    assert torch.allclose(conv(z, t, cond), base(z, t, cond), atol=1e-6)
+    layer = conv.layers[0]
+    assert layer.temporal_conv is not None
+    with torch.no_grad():
+        layer.temporal_conv.weight.zero_()
+        layer.temporal_conv.weight[:, 0, 0] = 1.0  # out[l] = in[l - 1], zero-padded
+    h = torch.randn(2, 4, 9, 64, generator=_generator(8))  # (B, K, L, C)
+    expected = h.clone()
+    expected[:, :, 1:] += h[:, :, :-1]
+    assert torch.allclose(layer.along_time(h), expected)
 
 
 def test_feature_subset_trains_on_groups_and_evaluates_on_all_features() -> None:
@@ -232,3 +255,6 @@ def test_bad_inputs_raise_value_errors() -> None:
         net(z, t, Conditioning(x=cond.x, mask=cond.mask, timestamps=torch.zeros(2, 3)))
     with pytest.raises(ValueError, match="divisible"):
         NetworkConfig(n_features=5, channels=60, n_heads=8)
+    for width in (-1, 4):
+        with pytest.raises(ValueError, match="temporal_kernel"):
+            NetworkConfig(n_features=5, temporal_kernel=width)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,8 +68,8 @@ def benchmark(threads: int, repeats: int) -> dict[str, Any]:
                     "K": k,
                     "L": l,
                     "temporal_kernel": kernel,
-                    "step_ms": 1000 * sorted(step_s[kernel])[repeats // 2],
-                    "forward_ms": 1000 * sorted(forward_s[kernel])[repeats // 2],
+                    "step_ms": 1000 * statistics.median(step_s[kernel]),
+                    "forward_ms": 1000 * statistics.median(forward_s[kernel]),
                 }
             )
     return {

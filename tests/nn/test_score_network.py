@@ -141,7 +141,7 @@ def test_temporal_convolution_starts_as_csdi_network_and_acts_along_time_only() 
     assert layer.temporal_conv is not None
     with torch.no_grad():
         layer.temporal_conv.weight.zero_()
-        layer.temporal_conv.weight[:, 0, 0] = 1.0  # out[l] = in[l - 1], zero-padded
+        layer.temporal_conv.weight[:, 0, 0, 0] = 1.0  # out[l] = in[l - 1], zero-padded
     h = torch.randn(2, 4, 9, 64, generator=_generator(8))  # (B, K, L, C)
     expected = h.clone()
     expected[:, :, 1:] += h[:, :, :-1]

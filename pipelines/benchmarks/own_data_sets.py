@@ -235,7 +235,9 @@ def write_files(ds: OwnDataSet, folder: Path) -> None:
     test = test.mask(ds.hidden)
     train.to_csv(folder / "train.csv")
     test.to_csv(folder / "test.csv")
-    extra = {} if ds.mean is None else {"mean": ds.mean, "cov": ds.cov}
+    extra: dict[str, np.ndarray] = {}
+    if ds.mean is not None and ds.cov is not None:  # the Gaussian sets' exact law
+        extra = {"mean": ds.mean, "cov": ds.cov}
     np.savez_compressed(
         folder / "truth.npz",
         values=truth,

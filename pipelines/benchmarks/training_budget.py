@@ -18,7 +18,9 @@ Recipes (`RECIPES`): `csdi` is CSDI's recipe unchanged (its LR milestones at 75 
 epochs fall far beyond any CPU budget); `fast` is ours: 2 attention heads of width 32, no
 dropout, twice CSDI's learning rate with warm-up and a cosine that anneals within the budget;
 `fast_prior` is `fast` diffusing the residual from the interpolation (the residual prior);
-`fast_conv` is `fast` with a width-5 convolution along time in each residual layer.
+`fast_conv` is `fast` with a width-5 convolution along time in each residual layer;
+`fast_elbo` is `fast` trained with VDM's ELBO weighting on CSDI's fixed schedule and
+`fast_learned` the same with VDM's learned schedule (issue 13's PhysioNet comparison).
 Results: reports/performance/training_budget.{json,md}.
 """
 
@@ -55,6 +57,9 @@ RECIPES: dict[str, list[str]] = {
 RECIPES["fast_prior"] = [*RECIPES["fast"], "diffusion.prior_mean=interpolation"]
 # ours with a depthwise convolution along time in every residual layer (model.temporal_kernel)
 RECIPES["fast_conv"] = [*RECIPES["fast"], "model.temporal_kernel=5"]
+# ours trained on VDM's ELBO weighting, with CSDI's fixed schedule or VDM's learned one (issue 13)
+RECIPES["fast_elbo"] = [*RECIPES["fast"], "diffusion.objective=dsm_elbo"]
+RECIPES["fast_learned"] = [*RECIPES["fast_elbo"], "diffusion.schedule=learned"]
 #: Evaluation protocols: name → csdi evaluate arguments
 PROTOCOLS: dict[str, list[str]] = {
     # the cheap one, as the earlier CPU curve (reports/physionet_cpu_curve)
@@ -122,6 +127,9 @@ def evaluate(run: Path, snapshot: Path, protocol: str, threads: int) -> dict[str
         "coverage_90": record["metrics"]["coverage_90"],
         "impute_seconds": record["impute_seconds"],
         "command": _rel(argv),
+        # −ELBO of the held-out values, nats per value with its Monte-Carlo standard error
+        "neg_elbo": record["elbo"]["nats_per_value"] if record["elbo"] else None,
+        "neg_elbo_se": record["elbo"]["mc_standard_error"] if record["elbo"] else None,
     }
 
 
@@ -164,6 +172,13 @@ def snapshot_step(run: str, snapshot: str) -> int | None:
     return int(torch.load(path, weights_only=True)["step"]) if path.is_file() else None
 
 
+def _elbo_cell(row: dict[str, Any]) -> str:
+    """The −ELBO of a row as "value ± s.e.", or "—" for rows scored before it was recorded."""
+    if row.get("neg_elbo") is None:
+        return "—"
+    return f"{row['neg_elbo']:.3f} ± {row['neg_elbo_se']:.3f}"
+
+
 def write_report(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         if "step" not in r and "snapshot" in r:
@@ -181,8 +196,8 @@ def write_report(rows: list[dict[str, Any]]) -> None:
         "Training minutes are wall time of the training process, validations included.",
         "",
         "| recipe | budget min | threads | minutes | step | protocol "
-        "| CRPS | MAE | coverage 90 % |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| CRPS | MAE | coverage 90 % | −ELBO nats/value (± s.e.) |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
 
     def key(r: dict[str, Any]) -> tuple[str, float, str, float]:
@@ -193,7 +208,7 @@ def write_report(rows: list[dict[str, Any]]) -> None:
         lines.append(
             f"| {r['recipe']} | {budget} | {r['threads']} | {r['train_seconds'] / 60:.1f} | "
             f"{r.get('step', '')} | {r['protocol']} | {r['crps']:.4f} | {r['mae']:.4f} | "
-            f"{r['coverage_90']:.3f} |"
+            f"{r['coverage_90']:.3f} | {_elbo_cell(r)} |"
         )
     commands = sorted({r["train_command"] for r in rows if "train_command" in r})
     lines += ["", "Training commands:", "", *[f"    {c}" for c in commands], ""]

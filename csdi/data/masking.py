@@ -3,9 +3,7 @@
 All tensors are in model layout (B, K, L); `observed` may be bool or float 0/1 and the returned
 `cond` has its dtype and device, with cond ⊆ observed always. Randomness comes only from the
 generator, drawn on its own device (so a CPU generator can drive masks of data on a GPU).
-Strategies follow CSDI (Tashiro et al. 2021, `get_randmask` / `get_hist_mask`), plus "gaps":
-contiguous gaps in single series, the sensor outages users' files have and CSDI's pointwise
-random mask almost never shows (block-missing training as in SAITS, Du et al. 2023).
+Strategies follow CSDI (Tashiro et al. 2021, `get_randmask` / `get_hist_mask`).
 """
 
 from __future__ import annotations
@@ -21,12 +19,11 @@ def _rand(shape: tuple[int, ...] | torch.Size, generator: torch.Generator) -> Te
     return torch.rand(shape, generator=generator, device=generator.device)
 
 
-def random_mask(observed: Tensor, generator: torch.Generator, max_ratio: float = 1.0) -> Tensor:
-    """Per window draw r ~ U(0, max_ratio) and hide round(r · n_obs) observed entries at random
-    (CSDI's mask with max_ratio = 1)."""
+def random_mask(observed: Tensor, generator: torch.Generator) -> Tensor:
+    """Per window draw r ~ U(0, 1) and hide round(r · n_obs) observed entries at random."""
     b = observed.shape[0]
     obs = observed.reshape(b, -1).bool()  # (B, K·L)
-    ratio = _rand((b,), generator).to(observed.device) * max_ratio
+    ratio = _rand((b,), generator).to(observed.device)
     n_hide = torch.round(obs.sum(1) * ratio).long()  # (B,)
     scores = _rand(obs.shape, generator).to(observed.device)
     scores = torch.where(obs, scores, torch.full_like(scores, -1.0))  # unobserved rank last
@@ -70,33 +67,6 @@ def mix_mask(observed: Tensor, patterns: Tensor | None, generator: torch.Generat
     return torch.where(coin[:, None, None], rand, hist)
 
 
-def gap_mask(observed: Tensor, generator: torch.Generator, max_ratio: float = 0.5) -> Tensor:
-    """The random mask at r ~ U(0, max_ratio), and one contiguous gap hidden in one series per
-    window: feature uniform in [0, K), length ℓ uniform in [1, max(1, L // 2)], start uniform in
-    [0, L − ℓ]."""
-    b, k, length = observed.shape
-    cond = random_mask(observed, generator, max_ratio)
-    longest = max(1, length // 2)
-    feature = (_rand((b,), generator) * k).long().clamp_max(k - 1)
-    gap = 1 + (_rand((b,), generator) * longest).long().clamp_max(longest - 1)  # (B,) in [1, L/2]
-    start = (_rand((b,), generator) * (length - gap + 1)).long().minimum(length - gap)
-    feature, gap, start = (v.to(observed.device) for v in (feature, gap, start))
-    steps = torch.arange(length, device=observed.device)
-    in_gap = (steps >= start[:, None]) & (steps < (start + gap)[:, None])  # (B, L)
-    in_series = torch.arange(k, device=observed.device) == feature[:, None]  # (B, K)
-    hidden = in_series[:, :, None] & in_gap[:, None, :]  # (B, K, L)
-    return cond * (~hidden).to(cond.dtype)
-
-
-def gaps_mask(observed: Tensor, generator: torch.Generator) -> Tensor:
-    """Per window, with probability ½ the random mask, else `gap_mask`: scattered entries and
-    a contiguous gap in one series, as sensor files lose them."""
-    rand = random_mask(observed, generator)
-    gapped = gap_mask(observed, generator)
-    coin = _rand((observed.shape[0],), generator).to(observed.device) < 0.5
-    return torch.where(coin[:, None, None], rand, gapped)
-
-
 def forecast_mask(observed: Tensor, horizon: int) -> Tensor:
     """Hide the last `horizon` steps: cond = observed on steps [0, L − H) (deterministic)."""
     length = observed.shape[-1]
@@ -119,7 +89,6 @@ MASKS: dict[str, Callable[..., Tensor]] = {
     "random": random_mask,
     "historical": historical_mask,
     "mix": mix_mask,
-    "gaps": gaps_mask,
     "forecast": forecast_mask,
     "forecast_mix": forecast_mix_mask,
 }
@@ -144,6 +113,6 @@ def make_cond_mask(
         if strategy == "forecast_mix":
             return forecast_mix_mask(observed, horizon, generator)
         return forecast_mask(observed, horizon)
-    if strategy in ("random", "gaps"):
-        return MASKS[strategy](observed, generator)
+    if strategy == "random":
+        return random_mask(observed, generator)
     return MASKS[strategy](observed, patterns, generator)

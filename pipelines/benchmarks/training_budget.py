@@ -166,10 +166,9 @@ def run_name(recipe: str, minutes: float, threads: int) -> str:
     return f"{recipe}_{minutes:g}min" + ("" if threads == 1 else f"_{threads}threads")
 
 
-def snapshot_step(run: str, snapshot: str) -> int | None:
-    """The optimizer step stored in a snapshot of runs/training_budget/RUN, if it is there."""
-    path = ROOT / "runs" / "training_budget" / run / "snapshots" / snapshot
-    return int(torch.load(path, weights_only=True)["step"]) if path.is_file() else None
+def snapshot_step(path: Path) -> int:
+    """The optimizer step stored in a snapshot."""
+    return int(torch.load(path, weights_only=True)["step"])
 
 
 def _elbo_cell(row: dict[str, Any]) -> str:
@@ -180,11 +179,6 @@ def _elbo_cell(row: dict[str, Any]) -> str:
 
 
 def write_report(rows: list[dict[str, Any]]) -> None:
-    for r in rows:
-        if "step" not in r and "snapshot" in r:
-            r["step"] = snapshot_step(
-                run_name(r["recipe"], r["budget_minutes"], r["threads"]), r["snapshot"]
-            )
     rows = rows + earlier_reference()
     lines = [
         "# Training budget: CRPS against training minutes on PhysioNet 10 % (this 2-core CPU)",
@@ -256,6 +250,7 @@ def main() -> None:
                     continue
                 row = evaluate(run, snapshot, protocol, args.score_threads or args.threads)
                 row.update(
+                    step=snapshot_step(snapshot),  # kept in the row: runs/ is not
                     recipe=args.recipe,
                     budget_minutes=args.minutes,
                     threads=args.threads,

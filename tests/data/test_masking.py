@@ -8,7 +8,6 @@ import torch
 from csdi.data.masking import (
     MASKS,
     forecast_mask,
-    gap_mask,
     historical_mask,
     make_cond_mask,
     mix_mask,
@@ -21,7 +20,7 @@ def _observed(seed: int, shape: tuple[int, int, int] = (64, 5, 20), p: float = 0
     return torch.rand(shape, generator=g) < p
 
 
-@pytest.mark.parametrize("strategy", ["random", "historical", "mix", "gaps"])
+@pytest.mark.parametrize("strategy", ["random", "historical", "mix"])
 def test_cond_is_subset_of_observed_and_deterministic(strategy: str) -> None:
     observed = _observed(0)
     patterns = _observed(1, (10, 5, 20), 0.5)
@@ -96,7 +95,7 @@ def test_forecast_mask_hides_exactly_the_last_steps() -> None:
 def test_unknown_strategy_lists_the_valid_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown mask strategy 'rnd'.*'random'"):
         make_cond_mask("rnd", _observed(0), torch.Generator())
-    assert set(MASKS) == {"random", "historical", "mix", "gaps", "forecast", "forecast_mix"}
+    assert set(MASKS) == {"random", "historical", "mix", "forecast", "forecast_mix"}
 
 
 def test_forecast_mix_is_forecast_or_random_per_window() -> None:
@@ -114,46 +113,3 @@ def test_forecast_mix_is_forecast_or_random_per_window() -> None:
     assert not (cond & ~observed).any()
     with pytest.raises(ValueError, match="forecast_mix mask needs a horizon"):
         make_cond_mask("forecast_mix", observed, torch.Generator())
-
-
-def test_gap_mask_hides_one_contiguous_gap_in_one_series() -> None:
-    """With no scattered entries (max_ratio 0) exactly one run of ℓ ∈ [1, L/2] steps in one
-    series is hidden; features, lengths and starts cover their whole ranges, uniformly."""
-    n, k, length = 6000, 3, 12
-    observed = torch.ones(n, k, length)
-    cond = gap_mask(observed, torch.Generator().manual_seed(0), max_ratio=0.0)
-    hidden = (observed - cond).bool()  # (N, K, L)
-    series = hidden.any(2)  # (N, K)
-    assert bool((series.sum(1) == 1).all())  # one series per window
-    row = hidden[series]  # (N, L): the hidden steps of that series
-    first = row.float().argmax(1)
-    gap = row.sum(1)
-    # contiguous: the hidden steps are exactly [first, first + gap)
-    steps = torch.arange(length)
-    run = (steps >= first[:, None]) & (steps < (first + gap)[:, None])
-    assert torch.equal(row, run)
-    assert set(gap.tolist()) == set(range(1, length // 2 + 1))
-    # uniform lengths: each of the 6 values holds 1000 ± 5·sd windows (binomial)
-    counts = torch.bincount(gap, minlength=length // 2 + 1)[1:].float()
-    assert ((counts - n / 6).abs() < 5 * (n / 6 * 5 / 6) ** 0.5).all(), counts
-    assert set(series.float().argmax(1).tolist()) == set(range(k))
-    assert int((first + gap).max()) == length and int(first.min()) == 0  # both edges reached
-
-
-def test_gap_mask_keeps_cond_within_observed_and_adds_scattered_entries() -> None:
-    observed = _observed(11, (3000, 4, 20), 0.6)
-    cond = gap_mask(observed, torch.Generator().manual_seed(2))  # ratio U(0, 1/2) scattered
-    assert not (cond.bool() & ~observed).any()
-    hidden = (observed & ~cond.bool()).sum((1, 2)).float() / observed.sum((1, 2))
-    # scattered share: mean 1/4, plus the gap (5.5 of 80 entries, less those already hidden)
-    assert 0.25 < hidden.mean().item() < 0.36
-
-
-def test_gaps_mask_is_random_or_gap_per_window() -> None:
-    """Half the windows carry the random mask's draws exactly, the others a gap."""
-    observed = torch.ones(2000, 3, 16, dtype=torch.bool)
-    cond = make_cond_mask("gaps", observed, torch.Generator().manual_seed(5))
-    rand = random_mask(observed, torch.Generator().manual_seed(5))  # the first draws it makes
-    is_rand = (cond == rand).flatten(1).all(1)
-    share = is_rand.float().mean().item()
-    assert abs(share - 0.5) < 5 * (0.25 / 2000) ** 0.5

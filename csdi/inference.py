@@ -55,9 +55,12 @@ def chunk_rows(
     CPU: about TOKENS_PER_CHUNK entries. Bigger calls are not faster per window on a CPU:
     per-token cost grows with the batch once activations outgrow the caches (measured here:
     33 µs/token at 9 k tokens, 66 at 230 k, for K = 6, L = 24; CSDI's own PhysioNet forward is
-    2.2× slower per window at batch 160 than 16). GPU: as many rows as GPU_MEMORY_SHARE of the
-    free memory holds, at ACTIVATIONS_PER_ENTRY fp32 tensors of `channels` per entry plus the
-    attention scores (time attention L per entry, feature attention K).
+    2.2× slower per window at batch 160 than 16). With the own-data network in bf16 (K = 11,
+    L = 48, 30 samples) smaller calls lose to per-call overhead instead, and 65 536 tokens is
+    the fastest of 4 096 … 131 072 (reports/performance/chunk_size.md). GPU: as many rows as
+    GPU_MEMORY_SHARE of the free memory holds, at ACTIVATIONS_PER_ENTRY fp32 tensors of
+    `channels` per entry plus the attention scores (time attention L per entry, feature
+    attention K).
     """
     if chunk_size is not None:
         return chunk_size

@@ -132,7 +132,8 @@ def sample_windows(
     values (N, L, K) normalised (anything on non-cond entries is ignored), cond_mask (N, L, K)
     bool, timestamps (N, L). Window i draws from its own stream seeded by (`cfg.seed`, i)
     (`csdi.diffusion.noise.WindowNoise`), so the same seed gives the same samples whatever the
-    chunk size (`sde` aside: torchsde's Brownian motion spans a batch); `first_window` is the
+    chunk size, to float32 rounding (`sde` aside: torchsde's Brownian motion spans a batch);
+    `first_window` is the
     index of values[0] in the whole set, so a shard of the windows draws what it would draw
     in one run over all of them. `cfg.precision`: of
     the network calls only (`csdi.nn.precision`). With `bounds` (model

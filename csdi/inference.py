@@ -133,9 +133,8 @@ def sample_windows(
     bool, timestamps (N, L). Window i draws from its own stream seeded by (`cfg.seed`, i)
     (`csdi.diffusion.noise.WindowNoise`), so the same seed gives the same samples whatever the
     chunk size, to float32 rounding (`sde` aside: torchsde's Brownian motion spans a batch);
-    `first_window` is the
-    index of values[0] in the whole set, so a shard of the windows draws what it would draw
-    in one run over all of them. `cfg.precision`: of
+    `first_window` is the index of values[0] in the whole set, so a shard of the windows draws
+    what it would draw in one run over all of them. `cfg.precision`: of
     the network calls only (`csdi.nn.precision`). With `bounds` (model
     units) and `cfg.clip`, every sampler's x̂₀ and the samples stay inside them
     (`csdi.diffusion.bounds`). With `purify` (ancestral sampler only) the `cond_mask` entries

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -26,6 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from record import command_line, write_record
 
 from csdi.config import own_data_config
 from csdi.diffusion.schedule import get_schedule
@@ -78,10 +80,7 @@ def main() -> None:
         f"{platform.machine()}, {args.threads} thread(s), torch {torch.__version__}, "
         f"precision {config.sampling.precision}"
     )
-    command = shlex.join(["python", "pipelines/benchmarks/chunk_size.py", *sys.argv[1:]])
-    REPORT.with_suffix(".json").write_text(
-        json.dumps({"command": command, "machine": machine, "rows": rows_out}, indent=2) + "\n"
-    )
+    command = command_line(__file__)
     lines = [
         "# Rows per network call against imputation time (own-data network, CPU)",
         "",
@@ -95,7 +94,7 @@ def main() -> None:
         "|---:|---:|---:|",
         *[f"| {r['tokens']} | {r['rows']} | {r['seconds']:.1f} |" for r in rows_out],
     ]
-    REPORT.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_record(REPORT, command, machine, rows_out, lines)
 
 
 if __name__ == "__main__":

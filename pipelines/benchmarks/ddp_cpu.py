@@ -12,16 +12,18 @@ both cores idle. Writes reports/performance/ddp_cpu.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from record import command_line, write_record
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "reports" / "performance" / "ddp_cpu"
@@ -58,11 +60,8 @@ def main() -> None:
         "1 process x 2 threads, batch 16": run([], 2, 16, args.steps, args.work / "threads"),
         "2 ranks x 1 thread, batch 8 each": run(torchrun, 1, 8, args.steps, args.work / "ranks"),
     }
-    command = shlex.join(["python", "pipelines/benchmarks/ddp_cpu.py", *sys.argv[1:]])
+    command = command_line(__file__)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-    REPORT.with_suffix(".json").write_text(
-        json.dumps({"command": command, "machine": machine, "rows": rows}, indent=2) + "\n"
-    )
     lines = [
         "# Data parallel (2 ranks × 1 thread) against threads (1 process × 2 threads)",
         "",
@@ -74,7 +73,7 @@ def main() -> None:
         "|---|---:|---:|",
         *[f"| {k} | {v['step_ms']:.0f} | {v['wall_seconds']:.0f} |" for k, v in rows.items()],
     ]
-    REPORT.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_record(REPORT, command, machine, rows, lines)
     print("\n".join(lines))
 
 

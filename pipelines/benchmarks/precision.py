@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from own_data import CSDI, ROOT, _run, score
+from record import command_line, write_record
 
 from csdi.nn.precision import native_bf16
 
@@ -82,10 +82,7 @@ def main() -> None:
         f"{platform.machine()}, {torch.get_num_threads()} cores visible, {args.threads} thread(s), "
         f"torch {torch.__version__}, native bf16: {native_bf16(torch.device('cpu'))}"
     )
-    command = shlex.join(["python", "pipelines/benchmarks/precision.py", *sys.argv[1:]])
-    REPORT.with_suffix(".json").write_text(
-        json.dumps({"command": command, "machine": machine, "rows": rows}, indent=2) + "\n"
-    )
+    command = command_line(__file__)
     lines = [
         "# bf16 network calls against fp32 (own-data models, README defaults)",
         "",
@@ -102,7 +99,7 @@ def main() -> None:
             f"| {r['dataset']} | {r['precision']} | {r['seconds']:.1f} | {r['crps']:.4f} | "
             f"{r['mae']:.4f} | {r['coverage_90']:.3f} |"
         )
-    REPORT.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_record(REPORT, command, machine, rows, lines)
 
 
 if __name__ == "__main__":

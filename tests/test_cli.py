@@ -363,6 +363,8 @@ def test_recipes_apply_over_the_defaults_and_under_set(tmp_path) -> None:
     plain = config_of("--config", str(config))
     fast = config_of("--config", str(config), "--recipe", "fast", "--set", "train.lr=5e-3")
     csdi_own = config_of(*own, "--recipe", "csdi")
+    own_default = config_of(*own)
+    narrow = config_of("--config", str(config), "--recipe", "fast_c32")
     assert (plain.model.n_heads, plain.model.dropout, plain.train.lr_schedule) == (
         8, 0.1, "milestones"
     )  # fmt: skip
@@ -371,3 +373,6 @@ def test_recipes_apply_over_the_defaults_and_under_set(tmp_path) -> None:
     assert (csdi_own.model.n_heads, csdi_own.model.dropout, csdi_own.train.lr) == (8, 0.1, 1e-3)
     assert csdi_own.train.lr_schedule == "milestones" and csdi_own.train.warmup_steps == 0
     assert csdi_own.diffusion.prior_mean == "interpolation"  # own-data defaults the recipe leaves
+    widths = (plain.model.channels, csdi_own.model.channels, own_default.model.channels)
+    assert widths == (64, 64, 32)  # the csdi recipe restores CSDI's width over the own defaults
+    assert narrow.model.channels == 32 and narrow.model.n_heads == 2  # fast_c32: fast, narrower

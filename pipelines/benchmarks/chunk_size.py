@@ -1,7 +1,7 @@
 """Imputation time against the rows per network call (`sampling.chunk_size`) on a CPU.
 
 Times `csdi.inference.sample_windows` — the whole sampler, as `csdi impute` runs it — on the
-own-data network (`own_data_config()`: 4 layers × 64 channels, 2 heads, the time convolution)
+own-data network (`own_data_config()`: 4 layers, 2 heads, the time convolution, its width)
 for a file the size of the issue's sensor CSV: 41 windows of 48 rows × K features (1 464 rows
 at the 3/4 stitching stride), 30 samples, the defaults' sampler (DPM-Solver++ 10 steps, log-SNR
 grid) and precision. Chunk sizes are given in tokens (rows × K × L per call) and run in

@@ -20,7 +20,8 @@ dropout, twice CSDI's learning rate with warm-up and a cosine that anneals withi
 `fast_prior` is `fast` diffusing the residual from the interpolation (the residual prior);
 `fast_conv` is `fast` with a width-5 convolution along time in each residual layer;
 `fast_elbo` is `fast` trained with VDM's ELBO weighting on CSDI's fixed schedule and
-`fast_learned` the same with VDM's learned schedule (issue 13's PhysioNet comparison).
+`fast_learned` the same with VDM's learned schedule (issue 13's PhysioNet comparison);
+`fast_c32` is `fast` with 32 channels instead of 64 (a cheaper network: more steps per minute).
 Results: reports/performance/training_budget.{json,md}.
 """
 
@@ -52,6 +53,7 @@ EARLIER = ROOT / "reports" / "physionet_cpu_curve" / "physionet" / "results.json
 RECIPES: dict[str, list[str]] = {
     "csdi": [],  # the config's own settings are CSDI's
     "fast": list(TRAIN_RECIPES["fast"]),
+    "fast_c32": list(TRAIN_RECIPES["fast_c32"]),  # ours with 32 channels: more steps per minute
 }
 # ours with the residual prior (csdi.diffusion.prior): the same recipe on u = (x − μ(c))/s
 RECIPES["fast_prior"] = [*RECIPES["fast"], "diffusion.prior_mean=interpolation"]

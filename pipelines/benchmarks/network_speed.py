@@ -201,7 +201,8 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     ]
     # the training-budget "fast" recipe's network: another function (2 heads of width 32, no
     # dropout), so its output is not compared with the fp32 reference
-    fast = ScoreNetwork(replace(config, n_heads=2, dropout=0.0))
+    fast_config = replace(config, n_heads=2, dropout=0.0)
+    fast = ScoreNetwork(fast_config)
     nn.init.kaiming_normal_(fast.output_projection.weight)
     fast_flops = flops(fast)
     for name, bf16 in (("ours fast config (2 heads, no dropout)", False), ("… bf16", True)):
@@ -209,7 +210,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         row.max_abs_diff_vs_fp32 = None
         rows.append(row)
     # the "fast_c32" recipe's network: the fast config with half the channels
-    narrow = ScoreNetwork(replace(config, n_heads=2, dropout=0.0, channels=32))
+    narrow = ScoreNetwork(replace(fast_config, channels=32))
     nn.init.kaiming_normal_(narrow.output_projection.weight)
     row = measure("ours fast config, 32 channels", narrow, flops(narrow), copy.deepcopy(narrow))
     row.max_abs_diff_vs_fp32 = None

@@ -42,6 +42,15 @@ from csdi.results import append_record, device_description, git_commit
 
 ROOT = Path(__file__).resolve().parents[2]
 BASELINES = ("mean", "locf", "linear", "knn", "iterative")
+#: What each tag of the summary trained with (the README's legend); a tag not here is listed bare
+TAGS = {
+    "default": "the first defaults: 64 channels, CSDI's zero prior",
+    "prior": "+ the residual prior (diffusion.prior_mean=interpolation)",
+    "defaults-2t": "the defaults with the prior, on two threads with the machine otherwise idle",
+    "defaults-conv-2t": "+ the time convolution (model.temporal_kernel=5), two idle threads",
+    "c32": "+ 32 channels: the current defaults (OWN_DATA_DEFAULTS), one thread beside a "
+    "training on the other core",
+}
 CSDI = [sys.executable, "-m", "csdi.cli"]
 
 
@@ -140,6 +149,7 @@ def common_fields(
             "units": "training std per column",
         },
         "n_samples": args.samples,
+        "threads": args.threads,
         "commit": git_commit(),
         "date": time.strftime("%Y-%m-%d"),
         "device": device_description("cpu") + f", {args.threads} thread(s)",
@@ -271,6 +281,13 @@ def band_plot(
     plt.close(fig)
 
 
+def _threads(record: dict[str, Any]) -> int:
+    """Torch threads of a record's run (older records name them only at the device's end)."""
+    if "threads" in record:
+        return int(record["threads"])
+    return int(record["device"].rsplit(", ", 1)[1].split()[0])
+
+
 def write_report(results: Path, report: Path) -> None:
     """README.md: per set, the latest record of each method."""
     records = json.loads(results.read_text())
@@ -293,14 +310,16 @@ def write_report(results: Path, report: Path) -> None:
         "window at a time can do.",
         "",
     ]
+    tagged = [(d, m) for d, m in latest if m.startswith("csdi[") and " " not in m]
+    lines += ["## Summary (each trained model, by its tag)", ""]
+    for tag in dict.fromkeys(m for _, m in tagged):
+        lines.append(f"- `{tag}`: {TAGS.get(tag[len('csdi[') : -1], '')}".rstrip(": "))
     lines += [
-        "## Summary (each trained model, by its tag)",
         "",
         "| set | model | CRPS | best baseline (CRPS) | CRPS / oracle | CRPS / window oracle "
-        "| MAE | linear MAE | coverage 90 % | train s | impute s |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| MAE | linear MAE | coverage 90 % | samples | threads | train s | impute s |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    tagged = [(d, m) for d, m in latest if m.startswith("csdi[") and " " not in m]
     for name, tag in tagged:
         model = latest[(name, tag)]
         base = [r for (d, m), r in latest.items() if d == name and m in BASELINES]
@@ -318,7 +337,8 @@ def write_report(results: Path, report: Path) -> None:
             f"| {name} | {tag} | {m['crps_exact']:.4f} | {best_txt} | {ratio} | {window_ratio} "
             f"| {m['mae']:.4f} "
             f"| {lin} "
-            f"| {m['coverage_90']:.3f} | {model.get('train_seconds', 0):.0f} "
+            f"| {m['coverage_90']:.3f} | {model['n_samples']} | {_threads(model)} "
+            f"| {model.get('train_seconds', 0):.0f} "
             f"| {model.get('impute_seconds', 0):.0f} |"
         )
     lines.append("")
@@ -329,18 +349,19 @@ def write_report(results: Path, report: Path) -> None:
             f"## {name}",
             "",
             f"{p['n_train_rows']} training rows, {p['n_test_rows']} test rows, "
-            f"{p['n_hidden']} hidden values, window {p['window']}, {rows[0]['n_samples']} samples.",
+            f"{p['n_hidden']} hidden values, window {p['window']}.",
             "",
             "| method | CRPS | crps (CSDI) | MAE | coverage 90 % | max \\|z\\| "
-            "| train s | impute s |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| samples | threads | train s | impute s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in sorted(rows, key=lambda r: r["metrics"]["crps_exact"]):
             m = r["metrics"]
             lines.append(
                 f"| {r['method']} | {m['crps_exact']:.4f} | {m['crps']:.4f} | {m['mae']:.4f} | "
-                f"{m['coverage_90']:.3f} | {m['max_abs_std']:.1f} | "
-                f"{r.get('train_seconds', 0):.0f} | {r.get('impute_seconds', 0):.1f} |"
+                f"{m['coverage_90']:.3f} | {m['max_abs_std']:.1f} | {r['n_samples']} | "
+                f"{_threads(r)} | {r.get('train_seconds', 0):.0f} | "
+                f"{r.get('impute_seconds', 0):.1f} |"
             )
         cmds = [r["command"] for r in rows if "command" in r]
         lines += ["", *[f"`{c}`" for c in cmds], "", f"![bands]({name}.png)", ""]

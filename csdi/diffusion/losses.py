@@ -10,6 +10,9 @@ whatever the network writes on non-target entries (even NaN) cannot reach the lo
   Ho et al. 2020), with w = 1 and t ~ U(0, 1) ("simple", CSDI) or w = ½γ'(t) ("elbo": VDM's
   continuous-time diffusion loss, Kingma et al. 2021 eq. 17, which equals Huang et al. 2021's
   g²-weighted DSM since g²‖s_θ − ∇log q(z_t|x)‖² = γ'‖ε − ε̂‖²).
+  "min_snr": t ~ U(0, 1), w = min(SNR(t), 5)/SNR(t) with SNR = α²/σ² = e^(−γ) (Min-SNR-γ,
+  Hang et al. 2023, ICCV, eq. 9 for ε-prediction): the low-noise steps, whose targets are
+  nearly solved, stop dominating the gradient.
 - `ssm_loss`: sliced score matching (Song et al. 2019, eq. 5), σ_t²-weighted.
 - `fd_ssm_loss`: finite-difference sliced score matching (Pang et al. 2020, §3).
 """
@@ -27,7 +30,9 @@ from csdi.diffusion.conditioning import Conditioning, NoisePredictor
 from csdi.diffusion.parameterization import eps_to_score
 from csdi.diffusion.schedule import NoiseSchedule, alpha_sigma_from_gamma
 
-Weighting = Literal["simple", "elbo"]
+Weighting = Literal["simple", "elbo", "min_snr"]
+#: Min-SNR-γ's clip on the signal-to-noise ratio (Hang et al. 2023 use 5)
+MIN_SNR_GAMMA: Final[float] = 5.0
 ScheduleGradient = Literal["elbo", "variance"]
 Projection = Literal["rademacher", "gaussian"]
 
@@ -116,7 +121,14 @@ def _time_sample(
             return gamma_uniform_time(u, schedule)
         # t ~ U(0, 1), w = ½γ'(t); the base dgamma_dt builds the graph, so a learned γ trains
         return TimeSample(t=u, gamma=schedule.gamma(u), weight=0.5 * schedule.dgamma_dt(u))
-    raise ValueError(f"unknown DSM weighting {weighting!r}; choose one of ['elbo', 'simple']")
+    if weighting == "min_snr":
+        gamma = schedule.gamma(u)
+        # min(SNR, c)/SNR = min(1, c·e^γ); a heuristic weight, so no gradient to the schedule
+        weight = (MIN_SNR_GAMMA * torch.exp(gamma.detach())).clamp(max=1.0)
+        return TimeSample(t=u, gamma=gamma, weight=weight)
+    raise ValueError(
+        f"unknown DSM weighting {weighting!r}; choose one of ['elbo', 'min_snr', 'simple']"
+    )
 
 
 def _check_shapes(x0: Tensor, target_mask: Tensor) -> Tensor:
@@ -231,7 +243,8 @@ def dsm_loss(
     E_{t~U}[½γ'(t)‖ε − ε̂‖²]; with `gamma_uniform` (default) t is drawn with γ(t) uniform and
     weighted ½(γ₁ − γ₀) (`gamma_uniform_time`, lower variance, implicit gradient to a learned
     schedule), otherwise t ~ U(0, 1) with weight ½γ'(t) differentiated through the schedule.
-    Both paths are unbiased for the same value and the same schedule gradient.
+    Both paths are unbiased for the same value and the same schedule gradient. weighting
+    "min_snr": t ~ U(0, 1), w = min(SNR, 5)/SNR (Min-SNR-γ, Hang et al. 2023).
     antithetic: t (or γ) spread as (u + b/B) mod 1 over the batch. `schedule_gradient`:
     "elbo" (the loss's own gradient) or "variance" (a learned schedule descends the variance
     of the per-window terms, VDM's rule for the schedule's interior; see `dsm_terms`).
@@ -362,6 +375,7 @@ def fd_ssm_loss(
 OBJECTIVES: Final[dict[str, Objective]] = {
     "dsm_simple": partial(dsm_loss, weighting="simple"),
     "dsm_elbo": partial(dsm_loss, weighting="elbo"),
+    "dsm_min_snr": partial(dsm_loss, weighting="min_snr"),
     "ssm": ssm_loss,
     "fd_ssm": fd_ssm_loss,
 }
@@ -375,6 +389,7 @@ def get_objective(name: str) -> Objective:
 
 
 __all__ = [
+    "MIN_SNR_GAMMA",
     "OBJECTIVES",
     "Objective",
     "TimeSample",

@@ -21,7 +21,8 @@ dropout, twice CSDI's learning rate with warm-up and a cosine that anneals withi
 `fast_conv` is `fast` with a width-5 convolution along time in each residual layer;
 `fast_elbo` is `fast` trained with VDM's ELBO weighting on CSDI's fixed schedule and
 `fast_learned` the same with VDM's learned schedule (issue 13's PhysioNet comparison);
-`fast_c32` is `fast` with 32 channels instead of 64 (a cheaper network: more steps per minute).
+`fast_c32` is `fast` with 32 channels instead of 64 (a cheaper network: more steps per minute),
+`fast_c32_minsnr` the same trained with Min-SNR-γ weights (`diffusion.objective=dsm_min_snr`).
 Results: reports/performance/training_budget.{json,md}.
 """
 
@@ -62,6 +63,8 @@ RECIPES["fast_conv"] = [*RECIPES["fast"], "model.temporal_kernel=5"]
 # ours trained on VDM's ELBO weighting, with CSDI's fixed schedule or VDM's learned one (issue 13)
 RECIPES["fast_elbo"] = [*RECIPES["fast"], "diffusion.objective=dsm_elbo"]
 RECIPES["fast_learned"] = [*RECIPES["fast_elbo"], "diffusion.schedule=learned"]
+# fast_c32 trained with Min-SNR-γ loss weights (Hang et al. 2023; issue 11's lever list)
+RECIPES["fast_c32_minsnr"] = [*RECIPES["fast_c32"], "diffusion.objective=dsm_min_snr"]
 #: Evaluation protocols: name → csdi evaluate arguments
 PROTOCOLS: dict[str, list[str]] = {
     # the cheap one, as the earlier CPU curve (reports/physionet_cpu_curve)

@@ -1,5 +1,6 @@
 """Training objectives: the exact score of a Gaussian minimises each, masks are exact, FD-SSM → SSM,
-a learned schedule trains and stays valid, antithetic times cut variance.
+a learned schedule trains and stays valid, antithetic times cut variance, Min-SNR-γ weights by
+its closed form.
 
 Monte-Carlo comparisons use common random numbers (same generator seed for both arms) and
 independent replicates; "significant" means the mean over replicates is beyond 4 standard errors.
@@ -8,6 +9,7 @@ independent replicates; "significant" means the mean over replicates is beyond 4
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import pytest
 import torch
@@ -16,6 +18,7 @@ from torch import Tensor, nn
 from csdi.diffusion.conditioning import Conditioning, NoisePredictor
 from csdi.diffusion.gaussian import GaussianOracle
 from csdi.diffusion.losses import (
+    MIN_SNR_GAMMA,
     OBJECTIVES,
     Weighting,
     dsm_loss,
@@ -74,8 +77,8 @@ def problem() -> Problem:
 
 
 def test_registry_and_unknown_names() -> None:
-    assert set(OBJECTIVES) == {"dsm_simple", "dsm_elbo", "ssm", "fd_ssm"}
-    with pytest.raises(ValueError, match=r"nope.*dsm_elbo.*dsm_simple.*fd_ssm.*ssm"):
+    assert set(OBJECTIVES) == {"dsm_simple", "dsm_elbo", "dsm_min_snr", "ssm", "fd_ssm"}
+    with pytest.raises(ValueError, match=r"nope.*dsm_elbo.*dsm_min_snr.*dsm_simple.*fd_ssm.*ssm"):
         get_objective("nope")
 
 
@@ -199,6 +202,48 @@ def test_antithetic_times_lower_variance() -> None:
         # … measured variance ratio ≈ 0.05; the log-ratio's s.e. is √(4/199) ≈ 0.14, so the
         # 0.25 threshold is ≥ 10 s.e. from a ratio of 1 and ≥ 11 s.e. from the measured one
         assert float(anti.var()) < 0.25 * float(iid.var()), weighting
+
+
+def test_min_snr_weighting_has_its_closed_form_expectation() -> None:
+    # x ~ N(0, I) with the exact ε̂ = σ_t z: E‖ε − ε̂‖² = α_t² per entry, so the Min-SNR-γ loss
+    # per target entry has expectation ∫₀¹ min(1, 5·e^γ(t)) α_t² dt (Hang et al. 2023), and
+    # the simple loss ∫₀¹ α_t² dt; the two differ by far more than the Monte Carlo error
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(16, 8, 32, generator=g, dtype=DT)
+    cond = Conditioning(x=x0, mask=torch.zeros_like(x0))
+    target = torch.ones_like(x0)
+    schedule = get_schedule("cosine").to(DT)
+
+    def exact(z_t: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+        return torch.sigmoid(schedule.gamma(t)).sqrt()[:, None, None] * z_t
+
+    t = (torch.arange(200_000, dtype=DT) + 0.5) / 200_000  # midpoint rule
+    gamma = schedule.gamma(t)
+    alpha2 = torch.sigmoid(-gamma)
+    expected = {
+        "min_snr": float((torch.clamp(MIN_SNR_GAMMA * torch.exp(gamma), max=1.0) * alpha2).mean()),
+        "simple": float(alpha2.mean()),
+    }
+    n = 200
+    for weighting, value in expected.items():
+        losses = torch.stack(
+            [
+                dsm_loss(
+                    exact,
+                    x0,
+                    cond,
+                    target,
+                    schedule,
+                    weighting=cast(Weighting, weighting),
+                    antithetic=True,
+                    generator=torch.Generator().manual_seed(s),
+                )
+                for s in range(n)
+            ]
+        )
+        mean, se = _mean_se(losses)
+        assert abs(mean - value) < 4 * se, (weighting, mean, value, se)
+        assert abs(expected["min_snr"] - expected["simple"]) > 20 * se
 
 
 class ToyEps(nn.Module):

@@ -290,7 +290,7 @@ def cmd_impute(args: argparse.Namespace) -> None:
 def _impute(args: argparse.Namespace, group: Distributed) -> None:
     from csdi.checkpoint import write_text_atomic
     from csdi.data.tabular import read_table
-    from csdi.imputer import Imputer, imputation_frame
+    from csdi.imputer import Imputer, InputError, imputation_frame
 
     imputer = Imputer.load(args.model)
     imputer.distributed = group
@@ -307,23 +307,26 @@ def _impute(args: argparse.Namespace, group: Distributed) -> None:
         drop_non_numeric=True,
     )
     s = imputer.config.sampling
-    result = imputer.impute(
-        frame,
-        n_samples=args.samples or s.n_samples,
-        sampler=args.sampler,
-        steps=args.steps,
-        time_grid=args.time_grid,
-        eta=args.eta,
-        chunk_size=args.chunk_size,
-        precision=args.precision,
-        clip=False if args.no_clip else None,
-        compile=args.compile or None,
-        seed=args.seed,
-        quantiles=args.quantiles,
-        progress=True,
-        denoise=args.denoise,
-        denoise_start=args.denoise_start,
-    )
+    try:
+        result = imputer.impute(
+            frame,
+            n_samples=args.samples or s.n_samples,
+            sampler=args.sampler,
+            steps=args.steps,
+            time_grid=args.time_grid,
+            eta=args.eta,
+            chunk_size=args.chunk_size,
+            precision=args.precision,
+            clip=False if args.no_clip else None,
+            compile=args.compile or None,
+            seed=args.seed,
+            quantiles=args.quantiles,
+            progress=True,
+            denoise=args.denoise,
+            denoise_start=args.denoise_start,
+        )
+    except InputError as e:  # name the file the problem is in
+        raise InputError(f"{args.input}: {e}") from None
     if not group.is_main:  # every rank holds the samples; rank 0 alone writes
         return
     names = list(imputer.feature_names)

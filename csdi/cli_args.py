@@ -98,9 +98,11 @@ def check_model_outputs(args: argparse.Namespace) -> None:
 
 
 def check_outputs(outputs: list[Path | None], reads: list[Path], force: bool) -> None:
-    """Refuse an output that is a file the command reads (the user's data would be lost),
-    unless `force`; say so when an output replaces another existing file."""
+    """Before any work: refuse an output that is a file the command reads (the user's data
+    would be lost) unless `force`, two outputs that are one file, and an output that is a
+    directory; create missing parent folders; say so when an output replaces a file."""
     read = {r.resolve() for r in reads if r.exists()}
+    written: dict[Path, Path] = {}
     for out in outputs:
         if out is None:
             continue
@@ -110,5 +112,11 @@ def check_outputs(outputs: list[Path | None], reads: list[Path], force: bool) ->
                 f"{out} is also an input of this command; writing it would destroy the input "
                 "(choose another --output, or pass --force)"
             )
+        if target in written:
+            raise ValueError(f"{written[target]} and {out} are the same file; give each its own")
+        written[target] = out
+        if target.is_dir():
+            raise ValueError(f"{out} is a directory; give a file name")
+        target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_file():
             log.warning("replacing the existing file %s", out)

@@ -89,7 +89,7 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
         }
         return Splits(train, valid, test, scaler, "original", protocol)
     if cfg.dataset == "table":
-        from csdi.data.tabular import read_table, train_valid_windows
+        from csdi.data.tabular import check_training_values, read_table, train_valid_windows
 
         if cfg.path is None:
             raise ValueError("data.path is required for dataset 'table' (use --data FILE)")
@@ -106,6 +106,7 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
         scaler = fit_sensor_scaler(
             raw_train.values, raw_train.observed, log_transform=cfg.log_transform
         )
+        check_training_values(cfg.path, frame, raw_train, scaler)
         train = normalise(raw_train, scaler)
         valid = None if raw_valid is None else normalise(raw_valid, scaler)
         protocol = {"window": cfg.window, "stride": stride, "path": str(cfg.path)}

@@ -419,6 +419,7 @@ class Imputer:
             raw = self._frame_values(data)[None]  # (1, T, K)
         else:
             raw = np.asarray(data, dtype=np.float64)
+        self._check_range(raw, data.index if isinstance(data, pd.DataFrame) else None)
         windows = windows_from_array(raw, self.feature_names or None)
         if windows.values.shape[2] != len(self.feature_names):
             raise InputError(
@@ -446,6 +447,24 @@ class Imputer:
             levels=tuple(quantiles),
             seconds=seconds,
             network_calls=calls,
+        )
+
+    def _check_range(self, raw: np.ndarray, index: pd.Index | None) -> None:
+        """Refuse an observed value of raw (N, L, K) that scales beyond what the network's
+        32-bit arithmetic holds (`Scaler.first_beyond_range`): it would come back as NaN.
+        `index`: the frame's row labels, to name the row (N = 1)."""
+        assert self.scaler is not None
+        if raw.ndim != 3 or raw.shape[-1] != len(self.scaler.mean):
+            return  # the shape checks that follow say what is wrong
+        hit = self.scaler.first_beyond_range(raw, ~np.isnan(raw))
+        if hit is None:
+            return
+        n, step, k = hit
+        name = self.feature_names[k] if self.feature_names else f"x{k}"
+        where = f"at {index[step]}" if index is not None else f"at window {n}, step {step}"
+        raise InputError(
+            f"column {name!r} has the value {raw[n, step, k]:g} {where}, too far from the "
+            "training values for the model's 32-bit arithmetic; correct or blank it"
         )
 
     def _frame_values(self, frame: pd.DataFrame) -> np.ndarray:
@@ -556,6 +575,8 @@ class Imputer:
         `weights` picks another weights file of it (e.g. a training snapshot) over model.pt."""
         path = Path(directory)
         meta_path = path / "config.json"
+        if not path.exists():
+            raise CheckpointError(f"model directory not found: {path}")
         if not meta_path.is_file():
             raise CheckpointError(f"not a csdi model directory (no config.json): {path}")
         try:

@@ -76,6 +76,12 @@ class ModelBatch:
     def __len__(self) -> int:
         return self.values.shape[0]
 
+    def has_targets(self) -> bool:
+        """Whether a validation loss can score anything here: an observed entry outside the
+        protocol's conditioning mask, or any observed entry where masks are drawn."""
+        held = self.observed if self.cond is None else self.observed * (1.0 - self.cond)
+        return bool(held.sum() > 0)
+
 
 @dataclass
 class History:
@@ -465,6 +471,12 @@ class Trainer:
                 np.ascontiguousarray(np.asarray(patterns, bool).transpose(0, 2, 1))
             ).to(self.device)
         vdata = ModelBatch.from_windows(valid, self.device) if valid is not None else None
+        if vdata is not None and not vdata.has_targets():
+            log.warning(
+                "the validation windows hold no observed value to score: the best weights "
+                "are chosen by the training loss instead"
+            )
+            vdata = None
         if self.prior_mean == "interpolation" and self.prior is None:
             self.prior = self.fit_prior(data)
             log.info("residual prior: scale per feature %s", self.prior.scale.tolist())

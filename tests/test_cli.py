@@ -143,6 +143,26 @@ def test_bad_inputs_get_one_line_errors(trained, tmp_path, capsys) -> None:
         capsys, ["impute", "--model", str(model), "--input", str(inf), "--output", out], "inf"
     )
 
+    far = tmp_path / "far.csv"  # finite, but its square overflows the model's float32
+    f = frame.copy()
+    f.loc[3, "a"] = 1e30
+    f.to_csv(far, index=False)
+    _one_line_error(
+        capsys,
+        ["impute", "--model", str(model), "--input", str(far), "--output", out],
+        f"far.csv: column 'a' has the value 1e+30 at {f.loc[3, 'time']}",
+    )
+    train = ["train", "--output", str(tmp_path / "m4"), "--no-tracking", "--data"]
+    _one_line_error(capsys, [*train, str(far)], "column 'a' has the value 1e+30")
+    empty = tmp_path / "empty_column.csv"
+    f = frame.copy()
+    f["c"] = np.nan
+    f.to_csv(empty, index=False)
+    _one_line_error(capsys, [*train, str(empty)], "column(s) ['c'] have no values")
+
+    gone = ["impute", "--model", str(tmp_path / "no_model"), "--input", str(data)]
+    _one_line_error(capsys, [*gone, "--output", out], "model directory not found")
+
     meta = json.loads((model / "config.json").read_text())
     meta["format_version"] = 0
     (model / "config.json").write_text(json.dumps(meta))
@@ -294,6 +314,24 @@ def test_impute_refuses_to_overwrite_its_input(trained, tmp_path, capsys) -> Non
     _one_line_error(capsys, [*into_model, str(model / "config.json")], "--force")
     assert main([*argv, "--force"]) == 0
     assert data.read_bytes() != before
+
+
+def test_impute_checks_its_outputs_before_sampling(trained, tmp_path, capsys) -> None:
+    """Two outputs that are one file, or an output that is a folder, are refused before any
+    work (nothing written); a samples file in a folder that does not exist yet gets it."""
+    data, _, model = trained
+    argv = ["impute", "--model", str(model), "--input", str(data), "--samples", "2"]
+    argv += ["--steps", "2"]
+    same = tmp_path / "same.npz"
+    _one_line_error(
+        capsys, [*argv, "--output", str(same), "--samples-output", str(same)], "same file"
+    )
+    assert not same.exists()
+    (tmp_path / "folder").mkdir()
+    _one_line_error(capsys, [*argv, "--output", str(tmp_path / "folder")], "is a directory")
+    npz = tmp_path / "new" / "deeper" / "samples.npz"
+    assert main([*argv, "--output", str(tmp_path / "out.csv"), "--samples-output", str(npz)]) == 0
+    assert np.load(npz)["samples"].shape[0] == 2
 
 
 def test_impute_ddim_defaults_to_deterministic_ddim_and_takes_eta(trained, tmp_path) -> None:

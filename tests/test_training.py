@@ -6,6 +6,8 @@ import logging
 import math
 from dataclasses import replace
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -124,6 +126,24 @@ def test_resume_across_devices_reseeds_and_says_so(tiny_config, tmp_path, caplog
         again.fit(data, output_dir=out, resume=True, progress=False)
     assert "reseeded" in caplog.text
     assert again.history is not None and len(again.history.epochs) == 2
+
+
+def test_validation_without_observed_values_falls_back_to_the_training_loss(
+    tiny_config, tmp_path, caplog
+) -> None:
+    """A file whose last rows (the validation windows) are all blank would score a validation
+    loss of 0 every round, so the first round would stay "best" and its weights be kept: the
+    trainer says so and chooses by the training loss instead."""
+    values = sine_frame_values(120, 3, 0.2, seed=1)
+    values[-30:] = np.nan  # the validation tail (25 % of the rows) holds nothing
+    cfg = replace(tiny_config, data=replace(tiny_config.data, window=12, validation_fraction=0.25))
+    with caplog.at_level(logging.WARNING, logger="csdi.training"):
+        imputer = Imputer(cfg).fit(pd.DataFrame(values), progress=False)
+    assert "no observed value to score" in caplog.text
+    h = imputer.history
+    assert h is not None and len(h.epochs) == 2
+    assert h.valid_loss == h.train_loss and min(h.valid_loss) > 0
+    assert h.best_valid == min(h.train_loss)
 
 
 def test_residual_prior_in_training_and_resume(tiny_config, tmp_path, monkeypatch) -> None:

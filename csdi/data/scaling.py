@@ -21,6 +21,10 @@ LOG_SKEWNESS = 1.5
 LOG_OFFSET_QUANTILE = 0.1
 #: Share of the training range added on either side of the value bounds.
 BOUND_MARGIN = 0.1
+#: Largest |value| in model units the network can take: it computes in 32-bit floats, where the
+#: squares of values much beyond this overflow (a reading 10¹² scales from its column's centre
+#: is a data error, not a measurement).
+MODEL_RANGE = 1e12
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,18 @@ class Scaler:
         scaled = (self._forward(values) - self.mean) / self.std
         scaled[~np.asarray(observed, bool)] = 0.0  # also clears NaN at unobserved entries
         return scaled.astype(np.float32)
+
+    def first_beyond_range(
+        self, values: np.ndarray, observed: np.ndarray
+    ) -> tuple[int, ...] | None:
+        """Index into (…, K) of the first observed value whose model-units value is not finite
+        or beyond ±`MODEL_RANGE`; None when every observed value is usable."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = (self._forward(values) - self.mean) / self.std
+        bad = np.asarray(observed, bool) & ~(np.abs(scaled) <= MODEL_RANGE)
+        if not bad.any():
+            return None
+        return tuple(int(i) for i in np.argwhere(bad)[0])
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
         """T⁻¹(x̃ σ + μ) on every entry (samples have no missing entries); (…, K) float64."""
@@ -181,18 +197,18 @@ def fit_bounds(
     k = values.shape[-1]
     zero = scaler.transform(np.zeros((1, k)), np.ones((1, k), bool))[0].astype(np.float64)
     low, high = np.full(k, -np.inf), np.full(k, np.inf)
-    non_negative = np.zeros(k, bool)
+    at_zero = np.zeros(k, bool)  # the bound was raised to 0 in data units
     for j, c in enumerate(_columns(values, observed)):
         if c.size == 0:
             continue
         lo, hi = float(c.min()), float(c.max())
         span = max(hi - lo, 1e-6)
         low[j], high[j] = lo - margin * span, hi + margin * span
-        if lo >= zero[j] - 1e-6:  # non-negative in data units
-            non_negative[j] = True
-            low[j] = max(low[j], zero[j])
+        if lo >= zero[j] - 1e-6 and low[j] <= zero[j]:  # non-negative, the margin reaches 0
+            at_zero[j] = True
+            low[j] = zero[j]
     with np.errstate(over="ignore", invalid="ignore"):
         data_low, data_high = scaler.inverse(np.stack([low, high]))  # monotone transforms
-    data_low = np.where(non_negative, 0.0, np.where(np.isfinite(low), data_low, -np.inf))
+    data_low = np.where(at_zero, 0.0, np.where(np.isfinite(low), data_low, -np.inf))
     data_high = np.where(np.isfinite(high), data_high, np.inf)
     return ValueBounds(low=low, high=high, data_low=data_low, data_high=data_high)

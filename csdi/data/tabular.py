@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from csdi.data.errors import DataError
+from csdi.data.scaling import Scaler
 from csdi.data.windows import WindowSet, window_starts
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 TIME_NAMES = ("time", "date", "datetime", "timestamp")
 VARIABLE_NAMES = ("variable", "feature", "parameter", "name")
 VALUE_NAMES = ("value",)
+#: Largest finite 32-bit float: the model's arithmetic (a larger value would become inf)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _sniff(path: Path) -> tuple[str, str]:
@@ -43,14 +46,33 @@ def _sniff(path: Path) -> tuple[str, str]:
     return sep, decimal
 
 
+def _repeated_header_name(path: Path, sep: str) -> str | None:
+    """The first column name a CSV's header line gives twice (pandas would silently rename
+    the second copy), or None."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", errors="replace") as f:
+        header = next(csv.reader([f.readline()], delimiter=sep), [])
+    seen: set[str] = set()
+    for name in (h.strip().lstrip("\ufeff") for h in header):
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
 def _read_raw(path: Path) -> pd.DataFrame:
     """All cells as text (CSV) or as stored (parquet); NA tokens and blanks become NaN."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; give a data file (.csv, .csv.gz, .parquet)")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     name = path.name.lower()
     try:
         if name.endswith((".csv", ".csv.gz")):
             sep, decimal = _sniff(path)
+            repeated = _repeated_header_name(path, sep)
+            if repeated is not None:
+                raise DataError(f"{path}: column {repeated!r} appears twice in the header")
             raw = pd.read_csv(path, dtype=str, skipinitialspace=True, sep=sep)
             if decimal == ",":  # cells are text here; numbers are parsed later
                 raw = raw.apply(lambda c: c.str.replace(",", ".", regex=False))
@@ -103,6 +125,13 @@ def _numeric_column(path: Path, col: pd.Series) -> np.ndarray:
         i = int(np.flatnonzero(inf)[0])
         raise DataError(
             f"{path}: column {col.name!r} has an infinite value {col.iloc[i]!r} at {_line(path, i)}"
+        )
+    huge = np.abs(nums) > FLOAT32_MAX
+    if huge.any():
+        i = int(np.flatnonzero(huge)[0])
+        raise DataError(
+            f"{path}: column {col.name!r} has the value {col.iloc[i]!r} at {_line(path, i)}, "
+            "beyond the 32-bit range (±3.4e38) the model computes in"
         )
     return nums
 
@@ -280,6 +309,30 @@ def frame_to_windows(
         feature_names=tuple(str(c) for c in frame.columns),
     )
     return windows, starts
+
+
+def check_training_values(
+    path: Path | str, frame: pd.DataFrame, train: WindowSet, scaler: Scaler
+) -> None:
+    """Refuse what would train a useless or broken model, naming file, column and value: a
+    column with no value in the training rows (nothing to learn its scale or range from), and
+    a value the scaler puts beyond ±`scaling.MODEL_RANGE` (its square overflows 32-bit floats)."""
+    seen = np.asarray(train.observed).reshape(-1, len(frame.columns)).any(axis=0)  # (K,)
+    empty = [str(frame.columns[k]) for k in np.flatnonzero(~seen)]
+    if empty:
+        raise DataError(
+            f"{path}: column(s) {empty} have no values in the training rows; "
+            "remove them or give them values"
+        )
+    values = frame.to_numpy(dtype=np.float64)  # (T, K)
+    hit = scaler.first_beyond_range(values, ~np.isnan(values))
+    if hit is not None:
+        row, k = hit
+        raise DataError(
+            f"{path}: column {str(frame.columns[k])!r} has the value {values[row, k]:g} at "
+            f"{frame.index[row]}, too far from the column's other values for the model's "
+            "32-bit arithmetic; correct or blank it"
+        )
 
 
 def train_valid_windows(

@@ -73,6 +73,12 @@ def test_bounds_span_the_training_range_and_keep_non_negative_columns_non_negati
     assert b.data_low[0] == 0.0 and b.data_low[1] < x[:, 1].min()
     np.testing.assert_allclose(s.inverse(b.high[None])[0], b.data_high)
     assert b.clip_data(np.array([[-1.0, 1e9]])).tolist() == [[0.0, b.data_high[1]]]
+    # a positive column far from 0 keeps its margin in data units: 7..13 → 6.4..13.6
+    far = np.linspace(7.0, 13.0, 50)[:, None]
+    one = np.ones_like(far, bool)
+    sf = fit_sensor_scaler(far, one, log_transform="none")
+    bf = fit_bounds(sf.transform(far, one), one, sf, margin=0.1)
+    np.testing.assert_allclose([bf.data_low[0], bf.data_high[0]], [6.4, 13.6], rtol=1e-6)
     # a feature with no observed value is unbounded
     obs[:, 1] = False
     b = fit_bounds(z, obs, s)

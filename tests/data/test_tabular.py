@@ -64,6 +64,8 @@ def test_long_round_trip(tmp_path: Path) -> None:
     [
         (WIDE, {}, r"column 'b' has a non-numeric value 'x2' at line 3"),
         ("t,a,b\n0,1,inf\n1,2,3\n", {}, r"column 'b' has an infinite value 'inf' at line 2"),
+        ("t,a,b\n0,1,2\n1,1e39,3\n", {}, r"column 'a' has the value '1e39' at line 3, beyond"),
+        ("t,a,b,a\n0,1,2,3\n1,1,3,4\n", {}, r"column 'a' appears twice in the header"),
         ("time,a\n0,1\n1,2\n0,3\n", {}, r"duplicate time stamp 0\.0"),
         ("t,name,a\n0,foo,1\n1,bar,2\n", {}, r"non-numeric columns \['name'\]"),
         ("time,name\n0,foo\n1,bar\n", {"drop_non_numeric": True}, "no numeric feature columns"),
@@ -91,6 +93,8 @@ def test_bad_input_gives_one_line_error(
 def test_missing_file_and_dropping_text_columns(tmp_path: Path, caplog) -> None:
     with pytest.raises(DataError, match=r"nope\.csv: file not found"):
         read_table(tmp_path / "nope.csv")
+    with pytest.raises(DataError, match=r"is a directory; give a data file"):
+        read_table(tmp_path)
     path = _write(tmp_path, "t,name,a\n0,foo,1\n1,bar,2\n")
     with caplog.at_level(logging.WARNING):
         frame = read_table(path, drop_non_numeric=True)

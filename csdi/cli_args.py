@@ -34,6 +34,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0; got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0; got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -64,7 +74,7 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
         help="of the network calls: fp32, bf16 autocast (the sampler stays fp32), or auto "
         "(bf16 where the CPU or GPU computes it natively)",
     )
-    p.add_argument("--seed", type=int, help="sampling seed")
+    p.add_argument("--seed", type=non_negative_int, help="sampling seed (an integer ≥ 0)")
     p.add_argument(
         "--chunk-size", type=positive_int, help="rows (windows × samples) per network call"
     )

@@ -456,7 +456,7 @@ class Imputer:
         assert self.scaler is not None
         if raw.ndim != 3 or raw.shape[-1] != len(self.scaler.mean):
             return  # the shape checks that follow say what is wrong
-        hit = self.scaler.first_beyond_range(raw, ~np.isnan(raw))
+        hit = self.scaler.first_beyond_range(raw, np.isfinite(raw))  # inf: windows_from_array
         if hit is None:
             return
         n, step, k = hit

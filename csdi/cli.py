@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda", "auto"])
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: all)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/last.pt")
+    p.add_argument("--force", action="store_true", help="replace a trained model already in OUTPUT")
     p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
 
     p = sub.add_parser("impute", help="impute the missing values of a CSV/parquet file")
@@ -236,6 +237,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     overrides = train_overrides(args)
     cfg = load_config(args.config, overrides)
+    out = Path(cfg.output_dir)
+    if not (args.resume or args.force) and any(
+        (out / name).is_file() for name in ("model.pt", "last.pt")
+    ):
+        raise ValueError(
+            f"{out} already holds a trained model; --resume continues it, --force replaces it, "
+            "or choose another --output"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     group, _ = from_environment(cfg.train.device)  # a torchrun process group, if started so

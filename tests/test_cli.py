@@ -316,6 +316,20 @@ def test_impute_refuses_to_overwrite_its_input(trained, tmp_path, capsys) -> Non
     assert data.read_bytes() != before
 
 
+def test_train_does_not_replace_a_trained_model_unasked(trained, capsys) -> None:
+    """A second training into a model's folder would lose the model: refused (naming
+    --resume and --force) and the weights are untouched; --force replaces them."""
+    data, _, model = trained
+    before = (model / "model.pt").read_bytes()
+    sets = [a for s in TINY for a in ("--set", s)]
+    argv = ["train", "--data", str(data), "--window", "16", "--output", str(model)]
+    argv += ["--no-tracking", *sets, "--set", "train.seed=7"]
+    _one_line_error(capsys, argv, "already holds a trained model; --resume continues it")
+    assert (model / "model.pt").read_bytes() == before
+    assert main([*argv, "--force"]) == 0
+    assert (model / "model.pt").read_bytes() != before
+
+
 def test_impute_checks_its_outputs_before_sampling(trained, tmp_path, capsys) -> None:
     """Two outputs that are one file, or an output that is a folder, are refused before any
     work (nothing written); a samples file in a folder that does not exist yet gets it."""

@@ -63,6 +63,7 @@ def impute_rows(threads: int, work: Path) -> list[dict[str, Any]]:
     model = work / "model"
     train = [*CSDI, "-q", "train", "--data", str(work / "train.csv"), "--time-column", "time"]
     train += ["--output", str(model), "--steps", "20", "--no-tracking", "--threads", str(threads)]
+    train.append("--force")  # the work folder's model of an earlier run is replaced
     _run(train, threads)
     impute = [*CSDI, "-q", "impute", "--model", str(model), "--input", str(work / "test.csv")]
     impute += ["--time-column", "time", "--samples", "30", "--force"]

@@ -34,7 +34,7 @@ def run(launcher: list[str], threads: int, batch: int, steps: int, out: Path) ->
     argv = [sys.executable, *launcher, *CSDI, "--output", str(out), "--steps", str(steps)]
     argv += ["--threads", str(threads), "--set", f"train.batch_size={batch}"]
     argv += ["--set", f"train.validate_every={steps}", "--set", "model.n_heads=2"]
-    argv += ["--set", "model.dropout=0"]
+    argv += ["--set", "model.dropout=0", "--force"]  # replaces an earlier run's model
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)

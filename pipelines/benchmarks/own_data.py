@@ -165,6 +165,7 @@ def run_set(
     model = folder / args.tag / "model"
     train = [*CSDI, "train", "--data", str(folder / "train.csv"), "--output", str(model)]
     train += ["--window", str(ds.window), "--no-tracking", "--threads", str(args.threads)]
+    train.append("--force")  # a tag's model is retrained when the tag is run again
     for s in args.set:
         train += ["--set", s]
     if args.reuse and (model / "model.pt").is_file():

@@ -230,8 +230,6 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    import torch
-
     from csdi.distributed import from_environment, shutdown
     from csdi.experiment import train_experiment
 
@@ -245,8 +243,6 @@ def cmd_train(args: argparse.Namespace) -> None:
             f"{out} already holds a trained model; --resume continues it, --force replaces it, "
             "or choose another --output"
         )
-    if args.threads:
-        torch.set_num_threads(args.threads)
     group, _ = from_environment(cfg.train.device)  # a torchrun process group, if started so
     t = cfg.train
     budget = f"{t.steps} steps" if t.steps is not None else f"{t.epochs} epochs"
@@ -466,6 +462,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
     try:
+        if getattr(args, "threads", None):  # train, impute, evaluate, forecast
+            import torch
+
+            torch.set_num_threads(args.threads)
         COMMANDS[args.command](args)
     except (ValueError, OSError, RuntimeError, ArithmeticError) as e:
         if args.verbose:

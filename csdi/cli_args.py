@@ -56,7 +56,7 @@ def positive_float(text: str) -> float:
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     """--samples, --sampler, --steps, --time-grid, --eta, --precision, --seed, --chunk-size,
-    --no-clip, --compile, --device (default: the model's)."""
+    --no-clip, --compile, --device (default: the model's), --threads."""
     p.add_argument("--samples", type=positive_int, help="samples per window (default: the model's)")
     p.add_argument("--sampler", choices=["ancestral", "sde", "ode", "ddim", "dpm_solver"])
     p.add_argument("--steps", type=positive_int, help="sampler steps")
@@ -89,6 +89,7 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
         help="torch.compile the network (faster calls after a compilation of its own)",
     )
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="default: the model's")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: all)")
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:

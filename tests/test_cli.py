@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from csdi.cli import build_parser, main, train_overrides
 from csdi.config import ExperimentConfig, load_config
@@ -328,6 +329,15 @@ def test_train_does_not_replace_a_trained_model_unasked(trained, capsys) -> None
     assert (model / "model.pt").read_bytes() == before
     assert main([*argv, "--force"]) == 0
     assert (model / "model.pt").read_bytes() != before
+
+
+def test_impute_takes_threads_as_train_does(trained, tmp_path, monkeypatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    data, _, model = trained
+    argv = ["impute", "--model", str(model), "--input", str(data), "--samples", "2"]
+    assert main([*argv, "--steps", "2", "--output", str(tmp_path / "o.csv"), "--threads", "1"]) == 0
+    assert calls == [1]
 
 
 def test_impute_checks_its_outputs_before_sampling(trained, tmp_path, capsys) -> None:

@@ -24,6 +24,7 @@ from csdi.cli_args import (
     positive_float,
     positive_int,
     quantile_levels,
+    sampling_arguments,
 )
 from csdi.config import OWN_DATA_DEFAULTS, RECIPES, load_config
 from csdi.progress import QUIET_ENV
@@ -316,16 +317,7 @@ def _impute(args: argparse.Namespace, group: Distributed) -> None:
         result = imputer.impute(
             frame,
             n_samples=args.samples or s.n_samples,
-            sampler=args.sampler,
-            steps=args.steps,
-            time_grid=args.time_grid,
-            eta=args.eta,
-            chunk_size=args.chunk_size,
-            precision=args.precision,
-            clip=False if args.no_clip else None,
-            compile=args.compile or None,
-            seed=args.seed,
-            quantiles=args.quantiles,
+            **sampling_arguments(args),
             progress=True,
             denoise=args.denoise,
             denoise_start=args.denoise_start,

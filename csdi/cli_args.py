@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("csdi")
 
@@ -24,24 +25,22 @@ def quantile_levels(text: str) -> tuple[float, ...]:
     return levels
 
 
-def positive_int(text: str) -> int:
+def _int_at_least(text: str, low: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {expected}; got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0; got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0; got {value}")
-    return value
+    return _int_at_least(text, 0, "an integer ≥ 0")
 
 
 def positive_float(text: str) -> float:
@@ -90,6 +89,23 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], help="default: the model's")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: all)")
+
+
+def sampling_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of `Imputer.impute` / `Forecaster.forecast` that the options of
+    `add_sampling_options` (and --quantiles) set; None leaves the model's own setting."""
+    return {
+        "sampler": args.sampler,
+        "steps": args.steps,
+        "time_grid": args.time_grid,
+        "eta": args.eta,
+        "chunk_size": args.chunk_size,
+        "precision": args.precision,
+        "clip": False if args.no_clip else None,
+        "compile": args.compile or None,
+        "seed": args.seed,
+        "quantiles": args.quantiles,
+    }
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from csdi.cli_args import (
     check_model_outputs,
     positive_int,
     quantile_levels,
+    sampling_arguments,
 )
 
 
@@ -79,16 +80,7 @@ def cmd_forecast(args: argparse.Namespace) -> None:
         frame,
         horizon=args.horizon,
         n_samples=args.samples,
-        sampler=args.sampler,
-        steps=args.steps,
-        time_grid=args.time_grid,
-        eta=args.eta,
-        chunk_size=args.chunk_size,
-        precision=args.precision,
-        clip=False if args.no_clip else None,
-        compile=args.compile or None,
-        seed=args.seed,
-        quantiles=args.quantiles,
+        **sampling_arguments(args),
         progress=True,
     )
     names = list(forecaster.imputer.feature_names)

@@ -164,17 +164,26 @@ def test_masks_exclude_non_target_entries_exactly(name: str) -> None:
     assert float(losses[0].detach()) == float(losses[1].detach()) == float(losses[2].detach())
 
 
-def test_antithetic_times_lower_variance() -> None:
-    # x ~ N(0, I) has the exact ε̂ = σ_t z and E‖ε − ε̂‖² = α_t² per entry: strongly t-dependent,
-    # and with 256 entries per window the ε noise is small, so stratifying t matters
+def _standard_normal_windows() -> tuple[
+    Tensor, Conditioning, Tensor, NoiseSchedule, NoisePredictor
+]:
+    """x ~ N(0, I) windows (16, 8, 32), all entries targets, nothing given, the cosine schedule
+    and the exact noise predictor of that data, ε̂ = σ_t z_t."""
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(16, 8, 32, generator=g, dtype=DT)
     cond = Conditioning(x=x0, mask=torch.zeros_like(x0))
-    target = torch.ones_like(x0)
     schedule = get_schedule("cosine").to(DT)
 
     def exact(z_t: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
         return torch.sigmoid(schedule.gamma(t)).sqrt()[:, None, None] * z_t
+
+    return x0, cond, torch.ones_like(x0), schedule, exact
+
+
+def test_antithetic_times_lower_variance() -> None:
+    # x ~ N(0, I) has the exact ε̂ = σ_t z and E‖ε − ε̂‖² = α_t² per entry: strongly t-dependent,
+    # and with 256 entries per window the ε noise is small, so stratifying t matters
+    x0, cond, target, schedule, exact = _standard_normal_windows()
 
     weightings: tuple[Weighting, ...] = ("simple", "elbo")
     for weighting in weightings:
@@ -208,14 +217,7 @@ def test_min_snr_weighting_has_its_closed_form_expectation() -> None:
     # x ~ N(0, I) with the exact ε̂ = σ_t z: E‖ε − ε̂‖² = α_t² per entry, so the Min-SNR-γ loss
     # per target entry has expectation ∫₀¹ min(1, 5·e^γ(t)) α_t² dt (Hang et al. 2023), and
     # the simple loss ∫₀¹ α_t² dt; the two differ by far more than the Monte Carlo error
-    g = torch.Generator().manual_seed(0)
-    x0 = torch.randn(16, 8, 32, generator=g, dtype=DT)
-    cond = Conditioning(x=x0, mask=torch.zeros_like(x0))
-    target = torch.ones_like(x0)
-    schedule = get_schedule("cosine").to(DT)
-
-    def exact(z_t: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
-        return torch.sigmoid(schedule.gamma(t)).sqrt()[:, None, None] * z_t
+    x0, cond, target, schedule, exact = _standard_normal_windows()
 
     t = (torch.arange(200_000, dtype=DT) + 0.5) / 200_000  # midpoint rule
     gamma = schedule.gamma(t)

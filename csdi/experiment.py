@@ -19,11 +19,12 @@ from csdi import checkpoint
 from csdi import metrics as M
 from csdi.checkpoint import write_text_atomic
 from csdi.config import DataConfig, ExperimentConfig, flatten, to_dict
-from csdi.data.scaling import Scaler, fit_sensor_scaler
+from csdi.data.scaling import Scaler
 from csdi.data.synthetic import SyntheticData, make_synthetic
+from csdi.data.tabular import read_table
 from csdi.data.windows import WindowSet
 from csdi.distributed import SINGLE, Distributed
-from csdi.imputer import Imputer, normalise
+from csdi.imputer import Imputer, frame_splits
 from csdi.results import append_record, device_description, make_record, portable
 from csdi.tracking import Tracker
 
@@ -89,8 +90,6 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
         }
         return Splits(train, valid, test, scaler, "original", protocol)
     if cfg.dataset == "table":
-        from csdi.data.tabular import check_training_values, read_table, train_valid_windows
-
         if cfg.path is None:
             raise ValueError("data.path is required for dataset 'table' (use --data FILE)")
         frame = read_table(
@@ -99,17 +98,8 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
             layout=cfg.layout,
             drop_non_numeric=cfg.drop_non_numeric,
         )
-        stride = cfg.stride or 1
-        raw_train, raw_valid = train_valid_windows(
-            frame, window=cfg.window, stride=stride, validation_fraction=cfg.validation_fraction
-        )
-        scaler = fit_sensor_scaler(
-            raw_train.values, raw_train.observed, log_transform=cfg.log_transform
-        )
-        check_training_values(cfg.path, frame, raw_train, scaler)
-        train = normalise(raw_train, scaler)
-        valid = None if raw_valid is None else normalise(raw_valid, scaler)
-        protocol = {"window": cfg.window, "stride": stride, "path": str(cfg.path)}
+        train, valid, scaler = frame_splits(frame, cfg, cfg.path)
+        protocol = {"window": cfg.window, "stride": cfg.stride or 1, "path": str(cfg.path)}
         return Splits(train, valid, None, scaler, "original", protocol)
     if cfg.dataset == "pm25":
         from csdi.data.pm25 import load_pm25

@@ -20,8 +20,16 @@ import torch
 
 from csdi import checkpoint
 from csdi.checkpoint import FORMAT_VERSION, CheckpointError
-from csdi.config import ExperimentConfig, SamplingConfig, from_dict, own_data_config, to_dict
+from csdi.config import (
+    DataConfig,
+    ExperimentConfig,
+    SamplingConfig,
+    from_dict,
+    own_data_config,
+    to_dict,
+)
 from csdi.data.scaling import Scaler, ValueBounds, fit_bounds, fit_sensor_scaler
+from csdi.data.tabular import check_training_values, train_valid_windows
 from csdi.data.windows import WindowSet, stitch, window_starts
 from csdi.diffusion.prior import ResidualPrior
 from csdi.diffusion.schedule import NoiseSchedule, get_schedule
@@ -108,6 +116,27 @@ def relative_time(w: WindowSet) -> WindowSet:
 def normalise(w: WindowSet, scaler: Scaler) -> WindowSet:
     """Windows in model units: values scaled per feature, time measured from each window's start."""
     return relative_time(replace(w, values=scaler.transform(w.values, w.observed)))
+
+
+def frame_splits(
+    frame: pd.DataFrame, data: DataConfig, source: str | Path
+) -> tuple[WindowSet, WindowSet | None, Scaler]:
+    """A user's series (T rows × K features) for training: training and validation windows
+    in model units (`train_valid_windows`) and the sensor scaler fitted on the training ones,
+    after `check_training_values` (`source` names the data in its errors)."""
+    train, valid = train_valid_windows(
+        frame,
+        window=data.window,
+        stride=data.stride or 1,
+        validation_fraction=data.validation_fraction,
+    )
+    scaler = fit_sensor_scaler(train.values, train.observed, log_transform=data.log_transform)
+    check_training_values(source, frame, train, scaler)
+    return (
+        normalise(train, scaler),
+        None if valid is None else normalise(valid, scaler),
+        scaler,
+    )
 
 
 class Imputer:
@@ -243,23 +272,18 @@ class Imputer:
 
         With `output_dir`, checkpoints go there; `resume` continues from its `last.pt`."""
         if isinstance(data, pd.DataFrame):
-            from csdi.data.tabular import train_valid_windows
-
-            train_w, valid_w = train_valid_windows(
-                data,
-                window=self.config.data.window,
-                stride=self.config.data.stride or 1,
-                validation_fraction=self.config.data.validation_fraction,
-            )
+            train, valid_n, scaler = frame_splits(data, self.config.data, "the training frame")
         else:
             train_w = replace(windows_from_array(data), cond=None)
             valid_w = replace(windows_from_array(valid), cond=None) if valid is not None else None
-        scaler = fit_sensor_scaler(
-            train_w.values, train_w.observed, log_transform=self.config.data.log_transform
-        )
+            scaler = fit_sensor_scaler(
+                train_w.values, train_w.observed, log_transform=self.config.data.log_transform
+            )
+            train = normalise(train_w, scaler)
+            valid_n = None if valid_w is None else normalise(valid_w, scaler)
         self.fit_windows(
-            normalise(train_w, scaler),
-            None if valid_w is None else normalise(valid_w, scaler),
+            train,
+            valid_n,
             scaler,
             output_dir=Path(output_dir) if output_dir else None,
             resume=resume,

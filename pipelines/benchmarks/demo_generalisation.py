@@ -48,6 +48,7 @@ def pass_losses(imputer: Imputer, windows: WindowSet, repeats: int, seed: int) -
     cfg = imputer.config
     network = imputer.network
     assert network is not None
+    network.eval()
     batch = ModelBatch.from_windows(replace(windows, cond=None), torch.device("cpu"))
     generator = torch.Generator().manual_seed(seed)
     losses = []
@@ -61,7 +62,7 @@ def pass_losses(imputer: Imputer, windows: WindowSet, repeats: int, seed: int) -
                 x=batch.values * cond_mask, mask=cond_mask, timestamps=batch.timestamps
             )
             loss = dsm_loss(
-                network.eval(), batch.values, cond, target, imputer.schedule, generator=generator
+                network, batch.values, cond, target, imputer.schedule, generator=generator
             )
             losses.append(float(loss))
     return np.array(losses)

@@ -62,7 +62,7 @@ def cmd_forecast(args: argparse.Namespace) -> None:
     from csdi.checkpoint import write_text_atomic
     from csdi.data.tabular import read_table
     from csdi.forecaster import Forecaster
-    from csdi.imputer import quantile_frame
+    from csdi.imputer import InputError, quantile_frame
 
     check_model_outputs(args)
     forecaster = Forecaster.load(args.model)
@@ -76,15 +76,18 @@ def cmd_forecast(args: argparse.Namespace) -> None:
         time_column=args.time_column or forecaster.config.data.time_column,
         drop_non_numeric=True,
     )
-    result = forecaster.forecast(
-        frame,
-        horizon=args.horizon,
-        n_samples=args.samples,
-        **sampling_arguments(args),
-        progress=True,
-    )
+    try:
+        result = forecaster.forecast(
+            frame,
+            horizon=args.horizon,
+            n_samples=args.samples,
+            **sampling_arguments(args),
+            progress=True,
+        )
+        index = future_index(frame.index, args.horizon)
+    except ValueError as e:  # InputError and bad time stamps: name the file they are in
+        raise InputError(f"{args.input}: {e}") from None
     names = list(forecaster.imputer.feature_names)
-    index = future_index(frame.index, args.horizon)
     out = quantile_frame(result.median[0], result.quantiles[:, 0], result.levels, index, names)
     write_text_atomic(out.to_csv(index_label=frame.index.name or "time"), args.output)
     if args.samples_output is not None:

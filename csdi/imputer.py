@@ -28,7 +28,13 @@ from csdi.config import (
     own_data_config,
     to_dict,
 )
-from csdi.data.scaling import Scaler, ValueBounds, fit_bounds, fit_sensor_scaler
+from csdi.data.scaling import (
+    Scaler,
+    ValueBounds,
+    beyond_range_message,
+    fit_bounds,
+    fit_sensor_scaler,
+)
 from csdi.data.tabular import check_training_values, train_valid_windows
 from csdi.data.windows import WindowSet, stitch, window_starts
 from csdi.diffusion.prior import ResidualPrior
@@ -486,10 +492,7 @@ class Imputer:
         n, step, k = hit
         name = self.feature_names[k] if self.feature_names else f"x{k}"
         where = f"at {index[step]}" if index is not None else f"at window {n}, step {step}"
-        raise InputError(
-            f"column {name!r} has the value {raw[n, step, k]:g} {where}, too far from the "
-            "training values for the model's 32-bit arithmetic; correct or blank it"
-        )
+        raise InputError(beyond_range_message(name, raw[n, step, k], where))
 
     def _frame_values(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.feature_names if c not in frame.columns]

@@ -162,6 +162,13 @@ def test_forecast_command(fitted, tmp_path) -> None:
         parser.parse_args(
             ["forecast", "--model", "m", "--input", "x", "--horizon", "0", "--output", "o"]
         )
+    # a history the model cannot use: the one-line error names the file and the column
+    lacking = tmp_path / "lacking.csv"
+    frame[["a"]].to_csv(lacking)
+    args.input, args.output = lacking, tmp_path / "out2.csv"
+    with pytest.raises(InputError, match=rf"^{lacking}: .*'b'"):
+        cmd_forecast(args)
+    assert not args.output.exists()
 
 
 def test_future_index() -> None:

@@ -165,6 +165,14 @@ def fit_sensor_scaler(
     )
 
 
+def beyond_range_message(column: str, value: float, where: str) -> str:
+    """The one wording, at training and at imputation, for a value `first_beyond_range` finds."""
+    return (
+        f"column {column!r} has the value {value:g} {where}, too far from the column's training "
+        "values for the model's 32-bit arithmetic; correct or blank it"
+    )
+
+
 @dataclass(frozen=True)
 class ValueBounds:
     """Per-feature range (K,) that imputed values are kept inside: `low`, `high` in model units

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from csdi.data.errors import DataError
-from csdi.data.scaling import Scaler
+from csdi.data.scaling import Scaler, beyond_range_message
 from csdi.data.windows import WindowSet, window_starts
 
 logger = logging.getLogger(__name__)
@@ -328,11 +328,10 @@ def check_training_values(
     hit = scaler.first_beyond_range(values, ~np.isnan(values))
     if hit is not None:
         row, k = hit
-        raise DataError(
-            f"{path}: column {str(frame.columns[k])!r} has the value {values[row, k]:g} at "
-            f"{frame.index[row]}, too far from the column's other values for the model's "
-            "32-bit arithmetic; correct or blank it"
+        message = beyond_range_message(
+            str(frame.columns[k]), values[row, k], f"at {frame.index[row]}"
         )
+        raise DataError(f"{path}: {message}")
 
 
 def train_valid_windows(

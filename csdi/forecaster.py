@@ -23,7 +23,7 @@ from csdi.config import DataConfig, ExperimentConfig
 from csdi.data.forecasting import DEFAULT_CONTEXT, forecast_windows
 from csdi.data.scaling import fit_scaler
 from csdi.data.windows import WindowSet
-from csdi.imputer import DEFAULT_QUANTILES, Imputer, InputError
+from csdi.imputer import DEFAULT_QUANTILES, Imputer, InputError, feature_values
 from csdi.inference import quantiles_of
 from csdi.training import History
 
@@ -45,16 +45,7 @@ class Forecast:
 def _as_series(data: np.ndarray | pd.DataFrame, names: tuple[str, ...] | None) -> np.ndarray:
     """A frame (T rows × K columns) or array (T, K) / (N, T, K), NaN missing → (N, T, K)."""
     if isinstance(data, pd.DataFrame):
-        lacking = [] if names is None else [c for c in names if c not in data.columns]
-        if lacking:
-            raise InputError(
-                f"input lacks the feature column(s) the model was trained on: {lacking}"
-            )
-        frame = data if names is None else data[list(names)]
-        bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-        if bad:
-            raise InputError(f"non-numeric feature column(s): {bad}")
-        arr = frame.to_numpy(dtype=np.float64)[None]  # (1, T, K)
+        arr = feature_values(data, list(data.columns) if names is None else names)[None]
     else:
         arr = np.asarray(data, dtype=np.float64)
         if arr.ndim == 2:

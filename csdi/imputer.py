@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,31 @@ DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 class InputError(ValueError):
     """Input data the imputer cannot use; the message names the problem."""
+
+
+def _column_key(name: str) -> str:
+    """A column name without case, spaces, hyphens or underscores, to spot a near-miss."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
+def feature_values(frame: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """The columns `names` of a frame as (T, K) float64, NaN missing. A missing column is
+    refused with the frame's near-miss named (same letters up to case, spaces, `_` or `-`);
+    a non-numeric one is refused too."""
+    columns = [str(c) for c in frame.columns]
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        keys = {_column_key(c): c for c in columns}
+        near = [f"{keys[_column_key(c)]!r} for {c!r}" for c in missing if _column_key(c) in keys]
+        hint = f" (the input has {', '.join(near)}: rename to match)" if near else ""
+        raise InputError(
+            f"input lacks the feature column(s) the model was trained on: {missing}{hint}"
+        )
+    sub = frame[list(names)]
+    bad = [c for c in sub.columns if not pd.api.types.is_numeric_dtype(sub[c])]
+    if bad:
+        raise InputError(f"non-numeric feature column(s): {bad}")
+    return sub.to_numpy(dtype=np.float64)  # (T, K)
 
 
 @dataclass(frozen=True)
@@ -446,7 +472,7 @@ class Imputer:
             else Purification(self._noise_in_model_units(denoise, cfg), denoise_start)
         )
         if isinstance(data, pd.DataFrame):
-            raw = self._frame_values(data)[None]  # (1, T, K)
+            raw = feature_values(data, self.feature_names)[None]  # (1, T, K)
         else:
             raw = np.asarray(data, dtype=np.float64)
         self._check_range(raw, data.index if isinstance(data, pd.DataFrame) else None)
@@ -493,18 +519,6 @@ class Imputer:
         name = self.feature_names[k] if self.feature_names else f"x{k}"
         where = f"at {index[step]}" if index is not None else f"at window {n}, step {step}"
         raise InputError(beyond_range_message(name, raw[n, step, k], where))
-
-    def _frame_values(self, frame: pd.DataFrame) -> np.ndarray:
-        missing = [c for c in self.feature_names if c not in frame.columns]
-        if missing:
-            raise InputError(
-                f"input lacks the feature column(s) the model was trained on: {missing}"
-            )
-        sub = frame[list(self.feature_names)]
-        bad = [c for c in sub.columns if not pd.api.types.is_numeric_dtype(sub[c])]
-        if bad:
-            raise InputError(f"non-numeric feature column(s): {bad}")
-        return sub.to_numpy(dtype=np.float64)  # (T, K)
 
     def _noise_in_model_units(self, denoise: float | np.ndarray, cfg: SamplingConfig) -> np.ndarray:
         """The noise standard deviation (K,) in normalised units, checked."""

@@ -57,8 +57,11 @@ def test_frame_is_imputed_window_by_window_and_stitched(tiny_config) -> None:
     assert np.isfinite(result.samples).all()
     obs = frame.notna().to_numpy()
     assert np.array_equal(result.median[0][obs], frame.to_numpy()[obs])
-    with pytest.raises(InputError, match="lacks the feature column"):
+    with pytest.raises(InputError, match=r"lacks the feature column\(s\) .*\['b'\]$"):
         imputer.impute(frame.rename(columns={"b": "c"}))
+    # a near-miss (case, spaces) is named, so the user knows what to rename
+    with pytest.raises(InputError, match=r"the input has 'B ' for 'b': rename to match"):
+        imputer.impute(frame.rename(columns={"b": "B "}))
 
 
 def test_bad_array_input(tiny_config) -> None:

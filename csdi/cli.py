@@ -7,6 +7,7 @@ bad value, bad model directory) print one line `csdi: error: …` and exit with 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -244,6 +245,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             f"{out} already holds a trained model; --resume continues it, --force replaces it, "
             "or choose another --output"
         )
+    out.mkdir(parents=True, exist_ok=True)  # a file in the way is refused before any work
     group, _ = from_environment(cfg.train.device)  # a torchrun process group, if started so
     t = cfg.train
     budget = f"{t.steps} steps" if t.steps is not None else f"{t.epochs} epochs"
@@ -444,6 +446,17 @@ COMMANDS = {
 }
 
 
+def error_line(e: BaseException) -> str:
+    """An error as the one line the user reads: a failed file operation names its path and
+    what went wrong, without Python's `[Errno N]`."""
+    text = str(e)
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        text = f"{e.filename}: {e.strerror}"
+        if e.errno in (errno.EEXIST, errno.ENOTDIR):
+            text += " (a file stands where a folder is needed)"
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
@@ -462,8 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError, ArithmeticError) as e:
         if args.verbose:
             raise
-        message = " ".join(str(e).split())  # always one line
-        print(f"csdi: error: {message}", file=sys.stderr)
+        print(f"csdi: error: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("csdi: interrupted", file=sys.stderr)

@@ -95,6 +95,14 @@ def test_bad_inputs_get_one_line_errors(trained, tmp_path, capsys) -> None:
         "nope.csv",
     )
 
+    blocker = tmp_path / "plain_file"
+    blocker.write_text("keep")
+    argv = ["train", "--data", str(data), "--output", str(blocker), "--no-tracking"]
+    assert main(argv) == 2  # refused before the plan is printed or any work is done
+    captured = capsys.readouterr()
+    assert captured.out == "" and "a file stands where a folder is needed" in captured.err
+    assert blocker.read_text() == "keep"
+
     text = tmp_path / "text.csv"
     pd.DataFrame({"time": [1, 2, 3], "name": ["x", "y", "z"]}).to_csv(text, index=False)
     _one_line_error(
@@ -353,6 +361,14 @@ def test_impute_checks_its_outputs_before_sampling(trained, tmp_path, capsys) ->
     assert not same.exists()
     (tmp_path / "folder").mkdir()
     _one_line_error(capsys, [*argv, "--output", str(tmp_path / "folder")], "is a directory")
+    blocker = tmp_path / "plain_file"
+    blocker.write_text("keep")
+    _one_line_error(
+        capsys,
+        [*argv, "--output", str(blocker / "out.csv")],
+        f"{blocker}: File exists (a file stands where a folder is needed)",
+    )
+    assert blocker.read_text() == "keep"
     npz = tmp_path / "new" / "deeper" / "samples.npz"
     assert main([*argv, "--output", str(tmp_path / "out.csv"), "--samples-output", str(npz)]) == 0
     assert np.load(npz)["samples"].shape[0] == 2

@@ -71,9 +71,6 @@ class DiffusionConfig:
     # "zero": CSDI's N(0, I) prior; "interpolation": diffuse the residual from the linear
     # interpolation of the conditioning values, per-feature scale (csdi.diffusion.prior)
     prior_mean: Literal["zero", "interpolation"] = "zero"
-    # the residual's scale under prior_mean=interpolation: "feature", one per feature; "gap",
-    # per feature, side and distance to the nearest given value (csdi.diffusion.prior)
-    prior_scale: Literal["feature", "gap"] = "feature"
 
 
 @dataclass(frozen=True)

@@ -669,12 +669,6 @@ def _prior_from_meta(
         prior = ResidualPrior(torch.tensor(scale, dtype=torch.float32))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{meta_path}: unreadable residual scale ({e})") from None
-    gap_aware = config.diffusion.prior_scale == "gap"
-    if gap_aware != (prior.scale.dim() == 3):
-        raise CheckpointError(
-            f"{meta_path}: diffusion.prior_scale is {config.diffusion.prior_scale!r} but the "
-            f"residual scale has shape {tuple(prior.scale.shape)}"
-        )
     if len(prior.scale) != len(meta["feature_names"]):
         raise CheckpointError(
             f"{meta_path}: {len(prior.scale)} residual scales for "

@@ -30,13 +30,7 @@ from csdi.data.windows import WindowSet
 from csdi.diffusion.conditioning import Conditioning
 from csdi.diffusion.losses import get_objective
 from csdi.diffusion.noise import window_seed
-from csdi.diffusion.prior import (
-    PRIOR_MEANS,
-    PRIOR_SCALES,
-    ResidualPrior,
-    gap_residual_scale,
-    residual_scale,
-)
+from csdi.diffusion.prior import PRIOR_MEANS, ResidualPrior, residual_scale
 from csdi.diffusion.schedule import NoiseSchedule
 from csdi.distributed import SINGLE, Distributed
 from csdi.ema import ExponentialMovingAverage
@@ -163,14 +157,8 @@ class Trainer:
                 f"unknown diffusion.prior_mean {diffusion_cfg.prior_mean!r}; "
                 f"choose one of {list(PRIOR_MEANS)}"
             )
-        if diffusion_cfg.prior_scale not in PRIOR_SCALES:
-            raise ValueError(
-                f"unknown diffusion.prior_scale {diffusion_cfg.prior_scale!r}; "
-                f"choose one of {list(PRIOR_SCALES)}"
-            )
         # the residual prior (csdi.diffusion.prior): fitted on the training windows in `fit`
         self.prior_mean = diffusion_cfg.prior_mean
-        self.prior_scale = diffusion_cfg.prior_scale
         self.prior: ResidualPrior | None = None
         self.objective_kwargs: dict[str, Any] = (
             {"antithetic": True} if diffusion_cfg.antithetic else {}
@@ -354,8 +342,6 @@ class Trainer:
             patterns=data.observed if self.patterns is None else self.patterns,
             horizon=self.horizon,
         )
-        if self.prior_scale == "gap":
-            return ResidualPrior(gap_residual_scale(data.values, data.observed, cond_mask))
         return ResidualPrior(residual_scale(data.values, data.observed, cond_mask))
 
     @property
@@ -493,16 +479,7 @@ class Trainer:
             vdata = None
         if self.prior_mean == "interpolation" and self.prior is None:
             self.prior = self.fit_prior(data)
-            scale = self.prior.scale
-            if scale.dim() == 1:
-                log.info("residual prior: scale per feature %s", scale.tolist())
-            else:
-                log.info(
-                    "residual prior: scale per feature one step inside a gap %s, farthest "
-                    "beyond the data %s",
-                    scale[:, 0, 0].tolist(),
-                    scale[:, 1, -1].tolist(),
-                )
+            log.info("residual prior: scale per feature %s", self.prior.scale.tolist())
         per_epoch = math.ceil(len(data) / self.global_batch)
         while self.step < self.total_steps(per_epoch) and not self.out_of_time():
             train_loss = self.train_round(data, progress and self.distributed.is_main, on_mark)

@@ -12,22 +12,13 @@ import torch
 from torch import Tensor
 
 
-def nearest_given(given: Tensor) -> tuple[Tensor, Tensor]:
-    """For `given` (..., L) bool, the steps (..., L) long of the last given step ≤ l (−1 when
-    none) and of the first given step ≥ l (L when none)."""
-    length = given.shape[-1]
-    steps = torch.arange(length, device=given.device).expand_as(given)  # (..., L)
-    before = torch.where(given, steps, -1).cummax(dim=-1).values
-    after = torch.where(given, steps, length).flip(-1).cummin(dim=-1).values.flip(-1)
-    return before, after
-
-
 def linear_fill(x: Tensor, given: Tensor) -> Tensor:
     """x (..., L) with `given` (..., L) bool → (..., L): x where given, else the linear
     interpolation in the step index between the nearest given steps on either side."""
     length = x.shape[-1]
     steps = torch.arange(length, device=x.device).expand_as(x)  # (..., L)
-    before, after = nearest_given(given)
+    before = torch.where(given, steps, -1).cummax(dim=-1).values  # last given step ≤ l, or −1
+    after = torch.where(given, steps, length).flip(-1).cummin(dim=-1).values.flip(-1)  # ≥ l, or L
     has_before, has_after = before >= 0, after < length
     x_before = x.gather(-1, before.clamp(min=0))
     x_after = x.gather(-1, after.clamp(max=length - 1))

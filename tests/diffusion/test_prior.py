@@ -16,12 +16,7 @@ from csdi.data.scaling import ValueBounds
 from csdi.diffusion.bounds import ClippedPredictor
 from csdi.diffusion.conditioning import Conditioning
 from csdi.diffusion.parameterization import eps_to_x0
-from csdi.diffusion.prior import (
-    ResidualPrior,
-    gap_distance,
-    gap_residual_scale,
-    residual_scale,
-)
+from csdi.diffusion.prior import ResidualPrior, residual_scale
 from csdi.diffusion.schedule import NoiseSchedule, get_schedule
 from csdi.inference import elbo_windows, sample_windows
 
@@ -68,66 +63,6 @@ def test_residual_scale_is_the_rms_of_the_interpolation_error() -> None:
     torch.testing.assert_close(scale, torch.tensor([math.sqrt(12.5), 0.05, 1.0]))
 
 
-def test_gap_distance_and_the_gap_aware_scale_per_step() -> None:
-    """Side 0 inside a gap (or at a given step), 1 beyond the first or last given value;
-    distance ⌈√(a·b)⌉ inside (a, b steps to the given values either side), the steps to the
-    nearest given value beyond; `scales` reads s_k(side, d) at every step, the last entry for
-    farther steps, and 1 where the window gives the feature nothing."""
-    given = torch.tensor([[[0, 1, 0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0]]]).bool()
-    side, distance = gap_distance(given)
-    assert side.tolist() == [[[1, 0, 0, 0, 0, 0, 1, 1], [1] * 8]]
-    # steps 2, 3, 4: (a, b) = (1, 3), (2, 2), (3, 1) → ⌈√3⌉ = ⌈√4⌉ = 2
-    assert distance.tolist() == [[[1, 0, 2, 2, 2, 0, 1, 2], [8] * 8]]
-    lone = gap_distance(torch.tensor([True, False, True, False, False, False, False, False, True]))
-    assert lone[1].tolist() == [0, 1, 0, 3, 3, 3, 3, 3, 0]  # ⌈√5⌉ = ⌈√8⌉ = ⌈√9⌉ = 3
-    table = torch.tensor([[[0.1, 0.2], [1.0, 2.0]], [[5.0, 5.0], [5.0, 5.0]]])  # (K=2, 2, D=2)
-    cond = Conditioning(x=torch.zeros(1, 2, 8), mask=given.float())
-    expected = [[[1.0, 0.1, 0.2, 0.2, 0.2, 0.1, 1.0, 2.0], [1.0] * 8]]
-    torch.testing.assert_close(ResidualPrior(table).scales(cond), torch.tensor(expected))
-    with pytest.raises(ValueError, match="residual scale"):
-        ResidualPrior(torch.ones(2, 3, 4))
-
-
-def test_gap_aware_scale_matches_the_random_walk_closed_form() -> None:
-    """For a random walk with unit steps, linear interpolation across a gap of g steps errs
-    at a steps from its left end with variance a(g − a)/g, and holding the last value errs at
-    d steps beyond it with variance d. Given values at steps 0, 2, 6 and 12, then none:
-    inside, d = 1 (step 1) → √(1/2); d = 2 (steps 3 to 5) → √((3/4 + 1 + 3/4)/3); d = 3
-    (steps 7 to 11) → √((5 + 8 + 9 + 8 + 5)/30); beyond, d → √d (distances ≥ 6 pooled in the
-    last entry: √((6 + 7 + 8)/3) = √7)."""
-    gen = torch.Generator().manual_seed(0)
-    n, length = 40_000, 21
-    walk = torch.randn(n, 1, length, generator=gen, dtype=torch.float64).cumsum(-1)
-    cond = torch.zeros(n, 1, length, dtype=torch.float64)
-    cond[..., [0, 2, 6, 12]] = 1.0
-    table = gap_residual_scale(walk, torch.ones_like(walk), cond, depth=6)
-    inside, beyond = table[0, 0], table[0, 1]
-    closed = torch.tensor([1 / 2, 2.5 / 3, 35 / 30]).double().sqrt()
-    torch.testing.assert_close(inside[:3], closed, rtol=0.02, atol=0)
-    # no target inside at d ≥ 4: the shorter distance's value carries on
-    torch.testing.assert_close(inside[3:], inside[2].expand(3), rtol=0, atol=0)
-    closed = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 7.0]).double().sqrt()
-    torch.testing.assert_close(beyond, closed, rtol=0.02, atol=0)
-
-
-def test_gap_aware_scale_is_monotone_floored_and_falls_back() -> None:
-    """Along d the table never decreases (a smaller residual farther out is lifted); a
-    feature the interpolation fits exactly gets the floor; a side with too few targets takes
-    the feature's pooled scale."""
-    n, length = 50, 13
-    values = torch.zeros(n, 2, length)
-    values[:, 0, [1, 3, 7]] = torch.tensor([2.0, 1.0, 5.0])  # d = 1, 2, 3 (given values 0)
-    values[:, 1] = torch.arange(length).float()  # on the line: residual 0
-    cond = torch.zeros(n, 2, length)
-    cond[..., [0, 2, 6, 12]] = 1.0
-    table = gap_residual_scale(values, torch.ones_like(values), cond, depth=3, min_count=10)
-    # d = 1: step 1 → 2; d = 2: steps 3 to 5 → √(1/3), lifted to 2; d = 3: steps 7 to 11
-    torch.testing.assert_close(table[0, 0], torch.tensor([4.0, 4.0, 25 / 5]).sqrt())
-    torch.testing.assert_close(table[1], torch.full((2, 3), 1e-3))
-    # no step lies beyond the data: the pooled scale, √((4 + 1 + 25) / 9)
-    torch.testing.assert_close(table[0, 1], torch.full((3,), 30 / 9).sqrt())
-
-
 class UnitNormalResidual(nn.Module):
     """The exact ε̂ for u ~ N(0, I) on a variance-preserving schedule: E[ε | z_t] = σ_t z_t."""
 
@@ -140,18 +75,6 @@ class UnitNormalResidual(nn.Module):
         return sigma[:, None, None].to(z_t) * z_t
 
 
-def _prior(kind: str, per_feature: list[float]) -> ResidualPrior:
-    """One scale per feature, or a gap-aware table (K, 2, 3) around the same values."""
-    scale = torch.tensor(per_feature)
-    if kind == "feature":
-        return ResidualPrior(scale)
-    steps = torch.tensor([[0.2, 0.5, 1.0], [0.6, 1.2, 2.0]])  # (side, distance)
-    return ResidualPrior(scale[:, None, None] * steps)
-
-
-PRIOR_KINDS = pytest.mark.parametrize("kind", ["feature", "gap"])
-
-
 def _windows(n: int, k: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     values = rng.standard_normal((n, length, k)).astype(np.float32)
@@ -159,19 +82,17 @@ def _windows(n: int, k: int, length: int, seed: int) -> tuple[np.ndarray, np.nda
     return values, cond
 
 
-@PRIOR_KINDS
-def test_sampling_through_the_prior_maps_residual_draws_to_values(kind: str) -> None:
+def test_sampling_through_the_prior_maps_residual_draws_to_values() -> None:
     """A model that ignores the conditioning draws the same residuals u with and without the
     prior (same seed, per-window noise), so the draws under the prior are exactly μ(c) + s·u
     at every target, and the given entries come back as given."""
     schedule = get_schedule("csdi_quad")
     values, cond = _windows(4, 2, 12, seed=0)
-    prior = _prior(kind, [0.3, 2.0])
+    prior = ResidualPrior(torch.tensor([0.3, 2.0]))
     stamps = np.tile(np.arange(12, dtype=np.float32), (4, 1))
     c = torch.from_numpy(cond.transpose(0, 2, 1).astype(np.float32))
     x = torch.from_numpy(values.transpose(0, 2, 1).copy())
     mean = prior.mean(Conditioning(x=x * c, mask=c)).numpy().transpose(0, 2, 1)  # (N, L, K)
-    scale = prior.scales(Conditioning(x=x * c, mask=c)).numpy().transpose(0, 2, 1)  # (N, L|1, K)
     given = np.broadcast_to(cond[:, None], (4, 7, 12, 2))
     for sampler in ("ancestral", "dpm_solver"):
         cfg = replace(SamplingConfig(), sampler=sampler, steps=10, n_samples=7, seed=3)
@@ -181,12 +102,11 @@ def test_sampling_through_the_prior_maps_residual_draws_to_values(kind: str) -> 
         u = draw(torch.device("cpu")).samples  # (N, S, L, K)
         out = draw(torch.device("cpu"), prior=prior).samples
         assert np.array_equal(out[given], np.broadcast_to(values[:, None], out.shape)[given])
-        expected = mean[:, None] + scale[:, None] * u
+        expected = mean[:, None] + prior.scale.numpy() * u
         np.testing.assert_allclose(out[~given], expected[~given], rtol=1e-5, atol=1e-5)
 
 
-@PRIOR_KINDS
-def test_clipping_under_the_prior_bounds_the_values_not_the_residuals(kind: str) -> None:
+def test_clipping_under_the_prior_bounds_the_values_not_the_residuals() -> None:
     """A runaway model: every drawn value stays inside the bounds in data space, wherever the
     interpolation puts the residual's origin."""
     schedule = get_schedule("csdi_quad")
@@ -199,7 +119,7 @@ def test_clipping_under_the_prior_bounds_the_values_not_the_residuals(kind: str)
     values = values * 3.0
     low, high = np.array([-1.0, 0.5]), np.array([1.0, 4.0])
     bounds = ValueBounds(low=low, high=high, data_low=low, data_high=high)
-    prior = _prior(kind, [0.2, 3.0])
+    prior = ResidualPrior(torch.tensor([0.2, 3.0]))
 
     # the predictor itself: its implied estimate of the value μ + s·û₀ is inside the bounds
     lo, hi = torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32)
@@ -232,8 +152,7 @@ def test_clipping_under_the_prior_bounds_the_values_not_the_residuals(kind: str)
             assert (v >= low[k] - 1e-4).all() and (v <= high[k] + 1e-4).all(), sampler
 
 
-@PRIOR_KINDS
-def test_bound_through_the_prior_adds_the_log_scale_per_value(kind: str) -> None:
+def test_bound_through_the_prior_adds_the_log_scale_per_value() -> None:
     """−ELBO of x under the prior = −ELBO of u = (x − μ)/s + mean log s over the targets: the
     same time draws and noise (same seed), so the difference is exact."""
     schedule = get_schedule("csdi_quad")
@@ -241,7 +160,7 @@ def test_bound_through_the_prior_adds_the_log_scale_per_value(kind: str) -> None
     values, cond = _windows(5, 3, 8, seed=2)
     target = ~cond & (np.random.default_rng(9).random(cond.shape) < 0.7)  # some unobserved
     stamps = np.tile(np.arange(8, dtype=np.float32), (5, 1))
-    prior = _prior(kind, [0.25, 1.0, 4.0])
+    prior = ResidualPrior(torch.tensor([0.25, 1.0, 4.0]))
     c = torch.from_numpy(cond.transpose(0, 2, 1).astype(np.float32))
     x = torch.from_numpy(values.transpose(0, 2, 1).copy())
     given = Conditioning(x=x * c, mask=c)
@@ -250,7 +169,7 @@ def test_bound_through_the_prior_adds_the_log_scale_per_value(kind: str) -> None
     cpu = torch.device("cpu")
     through = elbo_windows(model, schedule, values, cond, target, stamps, cpu, prior=prior)
     direct = elbo_windows(model, schedule, u, cond, target, stamps, cpu)
-    log_s = np.log(prior.scales(given).numpy().transpose(0, 2, 1))  # (N, L|1, K)
+    log_s = np.log(prior.scales(given).numpy().transpose(0, 2, 1))  # (N, 1, K)
     jacobian = float((target * log_s).sum() / target.sum())
     assert through.nats_per_value == pytest.approx(direct.nats_per_value + jacobian, abs=1e-5)
     assert through.reconstruction == pytest.approx(direct.reconstruction + jacobian, abs=1e-5)

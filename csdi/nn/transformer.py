@@ -35,6 +35,10 @@ Attention = Literal["full", "linear"]
 #: than the fused kernel (the fused CPU kernel is 3.5× slower on K = 6 features in bf16,
 #: reports/performance/precision.md).
 SHORT_SEQUENCE: Final = 16
+#: Rows of fp32 scores shorter than this go through a spelt-out softmax: the CPU's fused softmax
+#: runs a scalar loop over a last dimension shorter than one AVX-512 vector of 16 floats, slower
+#: than amax, exp and sum on the whole tensor (reports/performance/sampler_cpu.md).
+SOFTMAX_VECTOR: Final = 16
 
 
 def explicit_attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
@@ -45,7 +49,10 @@ def explicit_attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None 
     scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5  # (N, H, S, S)
     if key_mask is not None:
         scores = scores.masked_fill(~key_mask, float("-inf"))
-    return torch.softmax(scores, dim=-1).to(v.dtype) @ v
+    if scores.shape[-1] >= SOFTMAX_VECTOR:
+        return torch.softmax(scores, dim=-1).to(v.dtype) @ v
+    weights = (scores - scores.amax(dim=-1, keepdim=True)).exp_()  # the same softmax, spelt out
+    return (weights / weights.sum(dim=-1, keepdim=True)).to(v.dtype) @ v
 
 
 def linear_attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:

@@ -12,17 +12,23 @@ from torch.nn import functional as F
 from csdi.imputer import Imputer
 from csdi.nn import precision as precision_module
 from csdi.nn.precision import native_bf16, network_precision, resolve_precision
-from csdi.nn.transformer import SHORT_SEQUENCE, TransformerLayer, explicit_attention
+from csdi.nn.transformer import (
+    SHORT_SEQUENCE,
+    SOFTMAX_VECTOR,
+    TransformerLayer,
+    explicit_attention,
+)
 from tests.conftest import sine_frame_values
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_explicit_attention_is_scaled_dot_product_attention(masked: bool) -> None:
+@pytest.mark.parametrize("length", [7, SOFTMAX_VECTOR])  # the spelt-out and the fused softmax
+def test_explicit_attention_is_scaled_dot_product_attention(masked: bool, length: int) -> None:
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(5, 2, 7, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    q, k, v = (torch.randn(5, 2, length, 4, generator=g, dtype=torch.float64) for _ in range(3))
     mask = None
     if masked:
-        mask = torch.rand(5, 1, 1, 7, generator=g) < 0.7
+        mask = torch.rand(5, 1, 1, length, generator=g) < 0.7
         mask[..., 0] = True  # every query sees at least one key
     expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     torch.testing.assert_close(explicit_attention(q, k, v, mask), expected)

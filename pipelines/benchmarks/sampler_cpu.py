@@ -1,0 +1,148 @@
+"""The CPU sampler's two process-level levers: glibc keeping freed memory, and the softmax of
+short attention rows spelt out.
+
+Times `csdi.inference.sample_windows` — the whole sampler, as `csdi impute` runs it — on the
+own-data network (`own_data_config()`, freshly initialised: its cost does not depend on its
+weights) for the issue's sensor file: 41 windows of 48 rows × 11 features (1 464 rows at the
+3/4 stitching stride), 30 samples, the defaults' sampler and precision. Each variant runs in a
+process of its own (malloc's state is per process), in alternation, `--repeats` times:
+
+- malloc "default" or "kept" (`csdi.allocator.keep_freed_memory`, which every `csdi` command
+  calls);
+- softmax "fused" (`torch.softmax` on the feature attention's rows of 11) or "spelt"
+  (amax, exp, sum: `csdi.nn.transformer.SOFTMAX_VECTOR`).
+
+Writes reports/performance/sampler_cpu.{json,md}: the median wall seconds of the sampler, and
+the median system seconds of its process (page faults and the kernel's zeroing of fresh pages).
+
+    python pipelines/benchmarks/sampler_cpu.py --threads 2 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from record import command_line, write_record
+
+import csdi.nn.transformer as transformer
+from csdi.allocator import keep_freed_memory
+from csdi.config import own_data_config
+from csdi.diffusion.schedule import get_schedule
+from csdi.inference import sample_windows
+from csdi.nn.score_network import NetworkConfig, ScoreNetwork
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORT = ROOT / "reports" / "performance" / "sampler_cpu"
+VARIANTS = [("default", "fused"), ("kept", "fused"), ("default", "spelt"), ("kept", "spelt")]
+
+
+def sample_once(threads: int, features: int, windows: int, samples: int) -> float:
+    """Seconds of one whole sampler run on random windows (N, L, K), 20 % of entries to impute."""
+    torch.set_num_threads(threads)
+    config = own_data_config()
+    length = config.data.window
+    network = ScoreNetwork(NetworkConfig(n_features=features, **dataclasses.asdict(config.model)))
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((windows, length, features))  # (N, L, K)
+    cond_mask = rng.random(values.shape) > 0.2
+    stamps = np.broadcast_to(np.arange(length, dtype=np.float32), (windows, length)).copy()
+    cfg = dataclasses.replace(config.sampling, n_samples=samples)
+    schedule = get_schedule(config.diffusion.schedule)
+    result = sample_windows(network, schedule, values, cond_mask, stamps, cfg, torch.device("cpu"))
+    return result.seconds
+
+
+def child(args: argparse.Namespace) -> None:
+    if args.malloc == "kept" and not keep_freed_memory():
+        raise SystemExit("this C library has no glibc mallopt")
+    if args.softmax == "fused":
+        transformer.SOFTMAX_VECTOR = 0  # every row through torch.softmax, as before
+    seconds = sample_once(args.threads, args.features, args.windows, args.samples)
+    print(json.dumps({"seconds": seconds}))
+
+
+def timed_child(args: argparse.Namespace, malloc: str, softmax: str) -> tuple[float, float]:
+    """(sampler seconds, system seconds of the child process) of one child run."""
+    argv = [sys.executable, __file__, "--child", "--malloc", malloc, "--softmax", softmax]
+    argv += ["--threads", str(args.threads), "--features", str(args.features)]
+    argv += ["--windows", str(args.windows), "--samples", str(args.samples)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    system = resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime - before
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"]), system
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--features", type=int, default=11)
+    p.add_argument("--windows", type=int, default=41)
+    p.add_argument("--samples", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--malloc", choices=["default", "kept"], default="kept")
+    p.add_argument("--softmax", choices=["fused", "spelt"], default="spelt")
+    args = p.parse_args()
+    if args.child:
+        child(args)
+        return
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {v: [] for v in VARIANTS}
+    for _ in range(args.repeats):
+        for malloc, softmax in VARIANTS:
+            seconds, system = timed_child(args, malloc, softmax)
+            times[(malloc, softmax)].append((seconds, system))
+            print(f"malloc {malloc}, softmax {softmax}: {seconds:.1f} s ({system:.1f} s system)")
+    base = statistics.median(s for s, _ in times[VARIANTS[0]])
+    rows: list[dict[str, Any]] = []
+    for (malloc, softmax), runs in times.items():
+        seconds = statistics.median(s for s, _ in runs)
+        rows.append(
+            {
+                "malloc": malloc,
+                "softmax": softmax,
+                "seconds": seconds,
+                "system_seconds": statistics.median(y for _, y in runs),
+                "speed_up": base / seconds,
+                "all_seconds": [s for s, _ in runs],
+            }
+        )
+    machine = f"{platform.machine()}, {args.threads} thread(s), torch {torch.__version__}"
+    command = command_line(__file__)
+    lines = [
+        "# The CPU sampler: glibc keeping freed memory, and the short softmax spelt out",
+        "",
+        f"`{command}` — {time.strftime('%Y-%m-%d')}; {machine}. The whole sampler on "
+        f"{args.windows} windows of 48 rows × {args.features} features, {args.samples} samples "
+        "(DPM-Solver++ 10 steps, log-SNR grid, bf16 where native), each variant in a process of "
+        f"its own, in alternation, {args.repeats} times; medians. `kept` + `spelt` is what "
+        "`csdi impute` runs.",
+        "",
+        "| malloc | softmax of rows of 11 | sampler s | system s | speed-up |",
+        "|---|---|---:|---:|---:|",
+        *[
+            f"| {r['malloc']} | {r['softmax']} | {r['seconds']:.1f} | "
+            f"{r['system_seconds']:.1f} | {r['speed_up']:.2f}× |"
+            for r in rows
+        ],
+    ]
+    write_record(REPORT, command, machine, rows, lines)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

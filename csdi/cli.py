@@ -467,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("alembic", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
-    keep_freed_memory()  # glibc reuses freed tensor memory: sampling 1.14x (sampler_cpu.md)
+    keep_freed_memory()  # glibc reuses freed tensor memory: sampling up to 1.14x (sampler_cpu.md)
     try:
         if getattr(args, "threads", None):  # train, impute, evaluate, forecast
             import torch

@@ -15,9 +15,14 @@ GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 #: In a fresh process: malloc 16 MiB, print how many blocks glibc served with mmap for it and
 #: whether the heap has grown by it and still holds it once freed (mallinfo2, glibc ≥ 2.33).
+#: The module is loaded from its file alone: importing the package (torch) could free large
+#: blocks first, which raises glibc's dynamic mmap threshold before the probe.
 PROBE = """
-import ctypes, sys
-from csdi.allocator import keep_freed_memory
+import ctypes, importlib.util, sys
+spec = importlib.util.spec_from_file_location("allocator", sys.argv[2])
+allocator = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(allocator)
+keep_freed_memory = allocator.keep_freed_memory
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in (
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
@@ -41,8 +46,9 @@ def test_a_large_block_comes_from_the_heap_and_stays_there_once_freed() -> None:
     """By default glibc maps a 16 MiB block from the kernel (and unmaps it at free); with the
     thresholds set it is cut from the heap, and the heap keeps the memory after the free."""
 
-    def probe(mode: str) -> str:
-        run = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True)
+    def probe(mode: str) -> list[str]:
+        argv = [sys.executable, "-c", PROBE, mode, allocator.__file__]
+        run = subprocess.run(argv, capture_output=True, text=True)
         if "mallinfo2" in run.stderr:
             pytest.skip("this glibc has no mallinfo2 (glibc < 2.33)")
         assert run.returncode == 0, run.stderr

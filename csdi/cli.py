@@ -26,6 +26,7 @@ from csdi.cli_args import (
     positive_float,
     positive_int,
     quantile_levels,
+    sampler_settings,
     sampling_arguments,
 )
 from csdi.config import OWN_DATA_DEFAULTS, RECIPES, load_config
@@ -180,18 +181,7 @@ def _noise_levels(text: str) -> float | np.ndarray:
 
 def _sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The SamplingConfig fields given on the command line."""
-    given = {
-        "n_samples": args.samples,
-        "sampler": args.sampler,
-        "steps": args.steps,
-        "time_grid": args.time_grid,
-        "seed": args.seed,
-        "chunk_size": args.chunk_size,
-        "eta": args.eta,
-        "precision": args.precision,
-        "clip": False if args.no_clip else None,
-        "compile": args.compile or None,
-    }
+    given = {"n_samples": args.samples, **sampler_settings(args)}
     return {k: v for k, v in given.items() if v is not None}
 
 

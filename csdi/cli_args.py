@@ -91,9 +91,9 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: all)")
 
 
-def sampling_arguments(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of `Imputer.impute` / `Forecaster.forecast` that the options of
-    `add_sampling_options` (and --quantiles) set; None leaves the model's own setting."""
+def sampler_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The `SamplingConfig` fields that the options of `add_sampling_options` set (not the
+    sample count); None where an option was not given."""
     return {
         "sampler": args.sampler,
         "steps": args.steps,
@@ -104,8 +104,13 @@ def sampling_arguments(args: argparse.Namespace) -> dict[str, Any]:
         "clip": False if args.no_clip else None,
         "compile": args.compile or None,
         "seed": args.seed,
-        "quantiles": args.quantiles,
     }
+
+
+def sampling_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of `Imputer.impute` / `Forecaster.forecast` that the options of
+    `add_sampling_options` (and --quantiles) set; None leaves the model's own setting."""
+    return {**sampler_settings(args), "quantiles": args.quantiles}
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:

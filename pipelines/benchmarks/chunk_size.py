@@ -38,12 +38,27 @@ ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "reports" / "performance" / "chunk_size"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_workload_options(p: argparse.ArgumentParser) -> None:
+    """The sampler workload's size: the issue's sensor file by default (`sensor_windows`)."""
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--features", type=int, default=11)
     p.add_argument("--windows", type=int, default=41)
     p.add_argument("--samples", type=int, default=30)
+
+
+def sensor_windows(windows: int, length: int, features: int) -> tuple[np.ndarray, ...]:
+    """Random values (N, L, K), a cond mask leaving 20 % of the entries to impute, and the
+    time stamps (N, L) 0 … L − 1: the sampler's cost depends on these shapes only."""
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((windows, length, features))  # (N, L, K)
+    cond_mask = rng.random(values.shape) > 0.2  # 20 % to impute
+    stamps = np.broadcast_to(np.arange(length, dtype=np.float32), (windows, length)).copy()
+    return values, cond_mask, stamps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_workload_options(p)
     p.add_argument("--tokens", default="4096,8192,16384,32768,65536,131072")
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
@@ -52,10 +67,7 @@ def main() -> None:
     length, k = config.data.window, args.features
     network = ScoreNetwork(NetworkConfig(n_features=k, **dataclasses.asdict(config.model)))
     schedule = get_schedule(config.diffusion.schedule)
-    rng = np.random.default_rng(0)
-    values = rng.standard_normal((args.windows, length, k))  # (N, L, K)
-    cond_mask = rng.random(values.shape) > 0.2  # 20 % to impute
-    stamps = np.broadcast_to(np.arange(length, dtype=np.float32), (args.windows, length)).copy()
+    values, cond_mask, stamps = sensor_windows(args.windows, length, k)
     tokens = [int(t) for t in args.tokens.split(",")]
     times: dict[int, list[float]] = {t: [] for t in tokens}
     for _ in range(args.repeats):

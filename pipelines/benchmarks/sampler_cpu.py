@@ -32,11 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from chunk_size import add_workload_options, sensor_windows
 from record import command_line, write_record
 
 import csdi.nn.transformer as transformer
@@ -57,10 +57,7 @@ def sample_once(threads: int, features: int, windows: int, samples: int) -> floa
     config = own_data_config()
     length = config.data.window
     network = ScoreNetwork(NetworkConfig(n_features=features, **dataclasses.asdict(config.model)))
-    rng = np.random.default_rng(0)
-    values = rng.standard_normal((windows, length, features))  # (N, L, K)
-    cond_mask = rng.random(values.shape) > 0.2
-    stamps = np.broadcast_to(np.arange(length, dtype=np.float32), (windows, length)).copy()
+    values, cond_mask, stamps = sensor_windows(windows, length, features)
     cfg = dataclasses.replace(config.sampling, n_samples=samples)
     schedule = get_schedule(config.diffusion.schedule)
     result = sample_windows(network, schedule, values, cond_mask, stamps, cfg, torch.device("cpu"))
@@ -89,10 +86,7 @@ def timed_child(args: argparse.Namespace, malloc: str, softmax: str) -> tuple[fl
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--features", type=int, default=11)
-    p.add_argument("--windows", type=int, default=41)
-    p.add_argument("--samples", type=int, default=30)
+    add_workload_options(p)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--malloc", choices=["default", "kept"], default="kept")

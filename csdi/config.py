@@ -69,9 +69,8 @@ class DiffusionConfig:
     objective: str = "dsm_simple"
     antithetic: bool = False
     # "zero": CSDI's N(0, I) prior; "interpolation": diffuse the residual from the linear
-    # interpolation of the conditioning values, per-feature scale; "gaussian": from the
-    # conditional of a stationary Gaussian process fitted per feature (csdi.diffusion.prior)
-    prior_mean: Literal["zero", "interpolation", "gaussian"] = "zero"
+    # interpolation of the conditioning values, per-feature scale (csdi.diffusion.prior)
+    prior_mean: Literal["zero", "interpolation"] = "zero"
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ class Imputer:
         self.schedule: NoiseSchedule = get_schedule(self.config.diffusion.schedule)
         self.scaler: Scaler | None = None
         self.bounds: ValueBounds | None = None  # model units; None: unbounded (older models)
-        self.prior: ResidualPrior | None = None  # diffusion.prior_mean "interpolation", "gaussian"
+        self.prior: ResidualPrior | None = None  # diffusion.prior_mean = "interpolation" only
         self.feature_names: tuple[str, ...] = ()
         self.history: History | None = None
 
@@ -568,9 +568,6 @@ class Imputer:
             "scaler": self.scaler.to_dict(),
             "bounds": None if self.bounds is None else self.bounds.to_dict(),
             "prior_scale": None if self.prior is None else self.prior.scale.tolist(),
-            "prior_autocovariance": None
-            if self.prior is None or self.prior.autocovariance is None
-            else self.prior.autocovariance.tolist(),
         }
 
     def _save_snapshot(self, trainer: Trainer, path: Path) -> None:
@@ -660,23 +657,18 @@ def _prior_from_meta(
 ) -> ResidualPrior | None:
     """The residual prior a model directory's config.json stores, checked against its config."""
     scale = meta.get("prior_scale")
-    autocov = meta.get("prior_autocovariance")
-    kind = config.diffusion.prior_mean
-    if (kind != "zero") != (scale is not None) or (kind == "gaussian") != (autocov is not None):
+    wanted = config.diffusion.prior_mean == "interpolation"
+    if wanted != (scale is not None):
         raise CheckpointError(
-            f"{meta_path}: diffusion.prior_mean is {kind!r} but the residual scale is "
-            f"{'missing' if scale is None else 'present'} and the autocovariance "
-            f"{'missing' if autocov is None else 'present'}"
+            f"{meta_path}: diffusion.prior_mean is {config.diffusion.prior_mean!r} but the "
+            f"residual scale is {'missing' if scale is None else 'present'}"
         )
     if scale is None:
         return None
     try:
-        prior = ResidualPrior(
-            torch.tensor(scale, dtype=torch.float32),
-            None if autocov is None else torch.tensor(autocov, dtype=torch.float64),
-        )
+        prior = ResidualPrior(torch.tensor(scale, dtype=torch.float32))
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{meta_path}: unreadable residual prior ({e})") from None
+        raise CheckpointError(f"{meta_path}: unreadable residual scale ({e})") from None
     if len(prior.scale) != len(meta["feature_names"]):
         raise CheckpointError(
             f"{meta_path}: {len(prior.scale)} residual scales for "

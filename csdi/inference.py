@@ -189,8 +189,6 @@ def sample_windows(
             options["noisy"] = NoisyValues(cond.x, cond.mask, std.expand_as(x), purify.start)
             empty = torch.zeros_like(x)
             cond = Conditioning(x=empty, mask=empty, timestamps=cond.timestamps)
-        if prior is not None:  # μ and the scale once per batch, not at every network call
-            cond = prior.attach(cond)
         draws = sample(
             counted,
             cond,
@@ -277,7 +275,6 @@ def elbo_windows(
         x0 = x * known
         jacobian = torch.zeros(hi - lo, device=device)
         if prior is not None:
-            cond = prior.attach(cond)
             x0 = prior.encode(x0, cond) * known  # 0 where nothing is known, as without it
             jacobian = prior.log_scale_per_value(target, cond)
         halves = [

@@ -30,14 +30,7 @@ from csdi.data.windows import WindowSet
 from csdi.diffusion.conditioning import Conditioning
 from csdi.diffusion.losses import get_objective
 from csdi.diffusion.noise import window_seed
-from csdi.diffusion.prior import (
-    PRIOR_MEANS,
-    ResidualPrior,
-    autocovariance,
-    gaussian_scale,
-    residual_scale,
-    window_covariance,
-)
+from csdi.diffusion.prior import PRIOR_MEANS, ResidualPrior, residual_scale
 from csdi.diffusion.schedule import NoiseSchedule
 from csdi.distributed import SINGLE, Distributed
 from csdi.ema import ExponentialMovingAverage
@@ -246,7 +239,6 @@ class Trainer:
             "cursor": self._cursor,
             "history": dataclasses.asdict(h),
             "prior_scale": None if self.prior is None else self.prior.scale,
-            "prior_autocovariance": None if self.prior is None else self.prior.autocovariance,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -285,10 +277,7 @@ class Trainer:
         self.history = History(**state["history"])
         scale = state.get("prior_scale")  # the scale the weights were trained under
         if scale is not None:
-            autocov = state.get("prior_autocovariance")
-            self.prior = ResidualPrior(
-                scale.to(self.device), None if autocov is None else autocov.to(self.device)
-            )
+            self.prior = ResidualPrior(scale.to(self.device))
 
     # ------------------------------------------------------------------ budget
     def total_steps(self, steps_per_epoch: int) -> int:
@@ -331,7 +320,6 @@ class Trainer:
         target = observed * (1.0 - cond_mask)
         cond = Conditioning(x=x0 * cond_mask, mask=cond_mask, timestamps=batch.timestamps[idx])
         if self.prior is not None:  # the diffusion runs on the residual u (0 where unobserved)
-            cond = self.prior.attach(cond)
             x0 = torch.where(observed > 0, self.prior.encode(x0, cond), 0.0)
         if self.cfg.precision != "fp32":
             model = AtPrecision(model, self.cfg.precision, self.device)
@@ -354,11 +342,7 @@ class Trainer:
             patterns=data.observed if self.patterns is None else self.patterns,
             horizon=self.horizon,
         )
-        if self.prior_mean == "interpolation":
-            return ResidualPrior(residual_scale(data.values, data.observed, cond_mask))
-        autocov = autocovariance(data.values, data.observed)
-        scale = gaussian_scale(data.values, data.observed, cond_mask, window_covariance(autocov))
-        return ResidualPrior(scale, autocov)
+        return ResidualPrior(residual_scale(data.values, data.observed, cond_mask))
 
     @property
     def global_batch(self) -> int:
@@ -493,7 +477,7 @@ class Trainer:
                 "are chosen by the training loss instead"
             )
             vdata = None
-        if self.prior_mean != "zero" and self.prior is None:
+        if self.prior_mean == "interpolation" and self.prior is None:
             self.prior = self.fit_prior(data)
             log.info("residual prior: scale per feature %s", self.prior.scale.tolist())
         per_epoch = math.ceil(len(data) / self.global_batch)

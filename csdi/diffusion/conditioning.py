@@ -19,14 +19,11 @@ class Conditioning:
     x:          (B, K, L) values; only entries where `mask` is 1 are read.
     mask:       (B, K, L) 1 where the value is given to the model clean (`cond`), else 0.
     timestamps: (B, L) time stamps of the steps (None: 0..L−1).
-    frame:      the residual prior's (mean, scale), each (B, K, L), computed once from x and
-                mask (`csdi.diffusion.prior.ResidualPrior.attach`); None: not computed.
     """
 
     x: Tensor
     mask: Tensor
     timestamps: Tensor | None = None
-    frame: tuple[Tensor, Tensor] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -35,29 +32,19 @@ class Conditioning:
     def repeat(self, n_samples: int) -> Conditioning:
         """Each window repeated `n_samples` times consecutively: batch B → B·S (sample-minor)."""
 
-        def rep(a: Tensor) -> Tensor:
-            return a.repeat_interleave(n_samples, dim=0)
+        def rep(a: Tensor | None) -> Tensor | None:
+            return None if a is None else a.repeat_interleave(n_samples, dim=0)
 
-        ts = None if self.timestamps is None else rep(self.timestamps)
-        frame = None if self.frame is None else (rep(self.frame[0]), rep(self.frame[1]))
-        return Conditioning(x=rep(self.x), mask=rep(self.mask), timestamps=ts, frame=frame)
+        return Conditioning(x=rep(self.x), mask=rep(self.mask), timestamps=rep(self.timestamps))  # type: ignore[arg-type]
 
     def slice(self, start: int, stop: int) -> Conditioning:
         """Rows start:stop of the batch."""
         ts = None if self.timestamps is None else self.timestamps[start:stop]
-        frame = (
-            None if self.frame is None else (self.frame[0][start:stop], self.frame[1][start:stop])
-        )
-        return Conditioning(
-            x=self.x[start:stop], mask=self.mask[start:stop], timestamps=ts, frame=frame
-        )
+        return Conditioning(x=self.x[start:stop], mask=self.mask[start:stop], timestamps=ts)
 
     def to(self, device: torch.device | str) -> Conditioning:
         ts = None if self.timestamps is None else self.timestamps.to(device)
-        frame = None if self.frame is None else (self.frame[0].to(device), self.frame[1].to(device))
-        return replace(
-            self, x=self.x.to(device), mask=self.mask.to(device), timestamps=ts, frame=frame
-        )
+        return replace(self, x=self.x.to(device), mask=self.mask.to(device), timestamps=ts)
 
 
 class NoisePredictor(Protocol):

@@ -168,9 +168,18 @@ class ResidualLayer(nn.Module):
             y = y_t.transpose(1, 2)  # (B, K, L, C)
         y = self.mid_projection(y) + side  # (B, K, L, 2C)
         gate, filt = y.chunk(2, dim=-1)
-        y = self.output_projection(torch.sigmoid(gate) * torch.tanh(filt))  # (B, K, L, 2C)
+        y = self.output_projection(gated_activation(gate, filt))  # (B, K, L, 2C)
         residual, skip = y.chunk(2, dim=-1)
         return (h + residual) / math.sqrt(2.0), skip
+
+
+def gated_activation(gate: Tensor, filt: Tensor) -> Tensor:
+    """WaveNet's gate σ(g)·tanh(f) (van den Oord et al. 2016), as CSDI's residual layers use it,
+    written σ(g)·(2σ(2f) − 1) = 2·σ(g)·σ(2f) − σ(g) with one fused addcmul: the same function,
+    but PyTorch's CPU tanh kernel takes 9× the time of its sigmoid on fp32 activations, so the
+    whole sampler runs about 7 % faster (reports/performance/sampler_cpu.md)."""
+    g = torch.sigmoid(gate)
+    return torch.addcmul(-g, g, torch.sigmoid(2.0 * filt), value=2.0)
 
 
 class ScoreNetwork(nn.Module):

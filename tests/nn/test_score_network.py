@@ -15,7 +15,7 @@ from csdi.diffusion.conditioning import Conditioning
 from csdi.diffusion.schedule import get_schedule
 from csdi.inference import sample_windows
 from csdi.nn.reference import CSDIReference, reference_from
-from csdi.nn.score_network import CachedPredictor, NetworkConfig, ScoreNetwork
+from csdi.nn.score_network import CachedPredictor, NetworkConfig, ScoreNetwork, gated_activation
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -42,6 +42,26 @@ def _network(config: NetworkConfig, seed: int = 0) -> ScoreNetwork:
     nn.init.kaiming_normal_(net.output_projection.weight)
     nn.init.normal_(net.output_projection.bias)
     return net
+
+
+def test_gate_is_sigmoid_times_tanh_and_so_is_its_gradient() -> None:
+    """2σ(g)σ(2f) − σ(g) = σ(g)·tanh(f): values and gradients agree with the direct form to
+    float rounding, from 0 to saturation (|f| = 60, where σ(2f) is 0 or 1 exactly)."""
+    g = torch.linspace(-30.0, 30.0, 121, dtype=torch.float64).repeat_interleave(121)
+    f = torch.linspace(-60.0, 60.0, 121, dtype=torch.float64).repeat(121)
+    f = torch.cat([f, torch.tensor([0.0, 1e-8, -1e-8], dtype=torch.float64)])
+    g = torch.cat([g, torch.zeros(3, dtype=torch.float64)])
+    ours = [g.clone().requires_grad_(), f.clone().requires_grad_()]
+    direct = [g.clone().requires_grad_(), f.clone().requires_grad_()]
+    y = gated_activation(*ours)
+    y_direct = torch.sigmoid(direct[0]) * torch.tanh(direct[1])
+    torch.testing.assert_close(y, y_direct, rtol=0, atol=1e-15)
+    y.sum().backward()
+    y_direct.sum().backward()
+    for a, b in zip(ours, direct, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-15)
+    y32 = gated_activation(g.float(), f.float())
+    torch.testing.assert_close(y32, y_direct.detach().float(), rtol=0, atol=3e-7)
 
 
 def test_output_shape_and_scalar_t() -> None:

@@ -79,17 +79,17 @@ def _gaussian_series(
     """A stationary Gaussian series: training rows drawn independently of the test rows
     (a long gap between the periods), the test part with its exact joint law: zero-mean with
     covariance `cov` (D, D) over the test rows, time-major (D = T_test · K), then each column
-    scaled and offset."""
+    scaled and offset. The training rows are one continuous draw (`_continuous_draw`) from a
+    stream spawned off `rng`; `rng` itself advances as it did when they were drawn from it, so
+    the test rows and every mask are those of the earlier files."""
     k = len(scales)
     d_test = cov.shape[0]
     n_test = d_test // k
     assert cov.shape == (d_test, d_test) and n_test * k == d_test
     chol = np.linalg.cholesky(cov)
-    # training: independent stretches of the same process, each n_test long
-    parts = []
-    for _ in range(-(-n_train // n_test)):
-        parts.append((chol @ rng.standard_normal(d_test)).reshape(n_test, k))
-    train = np.concatenate(parts)[:n_train]
+    (train_seed,) = rng.bit_generator.seed_seq.spawn(1)  # type: ignore[attr-defined]
+    train = _continuous_draw(cov, k, n_train, np.random.default_rng(train_seed))
+    rng.standard_normal((-(-n_train // n_test), d_test))  # the earlier training stretches' draws
     test = (chol @ rng.standard_normal(d_test)).reshape(n_test, k)
     values = np.concatenate([train, test]) * scales + offsets  # (T, K) in column units
     miss = rng.random(values.shape) < train_missing
@@ -108,6 +108,29 @@ def _gaussian_series(
         cov=cov * np.outer(scale_d, scale_d),
         window=window,
     )
+
+
+def _continuous_draw(cov: np.ndarray, k: int, n_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_rows, K): one stretch of the stationary process whose covariance over T rows is `cov`
+    (T·K, T·K), time-major. The first T rows are drawn jointly; each next T/2 rows from their
+    exact conditional given the T/2 rows before (G = Σ_ho Σ_oo⁻¹, conditional covariance
+    Σ_hh − G Σ_oh), which ignores only the dependence beyond T/2 rows: below 10⁻¹⁰ of the
+    variance for the sets here. Earlier versions joined independent T-row stretches, and a tenth
+    of the training windows straddled a jump no test window has."""
+    n = cov.shape[0] // k
+    half = n // 2
+    rows = [np.linalg.cholesky(cov) @ rng.standard_normal(n * k)]
+    s_oo, s_ho = cov[: half * k, : half * k], cov[half * k :, : half * k]
+    s_hh = cov[half * k :, half * k :]
+    gain = np.linalg.solve(s_oo, s_ho.T).T  # Σ_ho Σ_oo⁻¹ (Σ_oo symmetric)
+    cond = s_hh - gain @ s_ho.T
+    chol = np.linalg.cholesky((cond + cond.T) / 2 + 1e-12 * np.eye(len(cond)))
+    total = n
+    while total < n_rows:
+        last = rows[-1][-half * k :]
+        rows.append(gain @ last + chol @ rng.standard_normal((n - half) * k))
+        total += n - half
+    return np.concatenate(rows).reshape(-1, k)[:n_rows]
 
 
 def _rbf(n: int, lengthscale: float) -> np.ndarray:

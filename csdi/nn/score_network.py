@@ -176,8 +176,8 @@ class ResidualLayer(nn.Module):
 def gated_activation(gate: Tensor, filt: Tensor) -> Tensor:
     """WaveNet's gate σ(g)·tanh(f) (van den Oord et al. 2016), as CSDI's residual layers use it,
     written σ(g)·(2σ(2f) − 1) = 2·σ(g)·σ(2f) − σ(g) with one fused addcmul: the same function,
-    but PyTorch's CPU tanh kernel takes 9× the time of its sigmoid on fp32 activations, so the
-    whole sampler runs about 7 % faster (reports/performance/sampler_cpu.md)."""
+    but PyTorch's CPU tanh kernel takes 9× the time of its sigmoid on fp32 activations, so a
+    network call takes 5–7 % less time (reports/performance/sampler_cpu.md)."""
     g = torch.sigmoid(gate)
     return torch.addcmul(-g, g, torch.sigmoid(2.0 * filt), value=2.0)
 

@@ -248,6 +248,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     context = f"context {d.context}" if d.context else "the default context"
     shape = f"window {d.window}" if d.horizon is None else f"{context} + horizon {d.horizon}"
     conv = f", time convolution of width {m.temporal_kernel}" if m.temporal_kernel else ""
+    conv += f", distance bias over {m.time_bias} steps" if m.time_bias else ""
+    conv += ", feature-pair bias" if m.feature_bias else ""
     if group.is_main:
         print(
             f"training for {budget}: batch {t.batch_size}{ranks}, lr {t.lr:g} ({t.lr_schedule}), "

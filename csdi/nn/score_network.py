@@ -56,6 +56,13 @@ class NetworkConfig:
         along time of this width (per feature and channel, zero-initialised so training starts
         from CSDI's function): a local, translation-invariant path next to the time
         transformer, which sees positions only through the side information.
+    time_bias: when > 0, the time transformer adds a learned bias per head and signed distance
+        between steps (clamped at this many steps) to its attention scores, zero-initialised:
+        the attention then knows how far apart two steps are from the first layer on.
+    feature_bias: the feature transformer adds a learned bias per head and (query, key) pair of
+        features to its attention scores, zero-initialised: which series inform which, from
+        the first layer on, where CSDI's learns it from the feature embeddings alone. Needs
+        attention over all features (no `feature_subset`).
     """
 
     n_features: int
@@ -72,6 +79,8 @@ class NetworkConfig:
     time_scale: float = 50.0
     cond_input: Literal["masked", "interpolated", "both"] = "masked"
     temporal_kernel: int = 0
+    time_bias: int = 0
+    feature_bias: bool = False
 
     def __post_init__(self) -> None:
         if self.n_features < 1:
@@ -87,6 +96,15 @@ class NetworkConfig:
         if self.cond_input not in ("masked", "interpolated", "both"):
             raise ValueError(
                 f"cond_input must be 'masked', 'interpolated' or 'both', got {self.cond_input!r}"
+            )
+        if self.feature_bias and (self.feature_subset is not None or self.attention != "full"):
+            raise ValueError(
+                "feature_bias needs full attention over all features; with feature_subset or "
+                "linear attention set feature_bias to false (--set model.feature_bias=false)"
+            )
+        if self.time_bias < 0:
+            raise ValueError(
+                f"time_bias must be 0 (none) or a positive distance, got {self.time_bias}"
             )
         if self.temporal_kernel < 0 or (self.temporal_kernel and self.temporal_kernel % 2 == 0):
             raise ValueError(
@@ -132,9 +150,16 @@ class ResidualLayer(nn.Module):
             self.temporal_conv = nn.Conv2d(c, c, (w, 1), padding=(w // 2, 0), groups=c)
             nn.init.zeros_(self.temporal_conv.weight)
             nn.init.zeros_(cast(Tensor, self.temporal_conv.bias))
-        self.time_layer = TransformerLayer(c, config.n_heads, config.ff_dim, config.dropout)
+        self.time_layer = TransformerLayer(
+            c, config.n_heads, config.ff_dim, config.dropout, max_distance=config.time_bias
+        )
         self.feature_layer = TransformerLayer(
-            c, config.n_heads, config.ff_dim, config.dropout, config.attention
+            c,
+            config.n_heads,
+            config.ff_dim,
+            config.dropout,
+            config.attention,
+            pair_positions=config.n_features if config.feature_bias else 0,
         )
         self.mid_projection = _conv1x1(c, 2 * c)
         self.output_projection = _conv1x1(c, 2 * c)

@@ -41,14 +41,17 @@ SHORT_SEQUENCE: Final = 16
 SOFTMAX_VECTOR: Final = 16
 
 
-def explicit_attention(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None) -> Tensor:
-    """softmax(q kᵀ/√d) v with the softmax in fp32; q, k, v (N, H, S, d) → (N, H, S, d).
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None) -> Tensor:
+    """softmax(q kᵀ/√d + bias) v with the softmax in fp32; q, k, v (N, H, S, d) → (N, H, S, d).
 
-    key_mask (N, 1, 1, S) bool, True where a key takes part (as `F.scaled_dot_product_attention`).
+    bias: broadcastable to (N, H, S, S), −inf where a key takes no part (the float `attn_mask`
+    of `F.scaled_dot_product_attention`), or a bool mask, True where a key takes part.
     """
     scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5  # (N, H, S, S)
-    if key_mask is not None:
-        scores = scores.masked_fill(~key_mask, float("-inf"))
+    if bias is not None and bias.dtype == torch.bool:
+        scores = scores.masked_fill(~bias, float("-inf"))
+    elif bias is not None:
+        scores = scores + bias
     if scores.shape[-1] >= SOFTMAX_VECTOR:
         return torch.softmax(scores, dim=-1).to(v.dtype) @ v
     weights = (scores - scores.amax(dim=-1, keepdim=True)).exp_()  # the same softmax, spelt out
@@ -79,12 +82,33 @@ class TransformerLayer(nn.Module):
         ff_dim: int = 64,
         dropout: float = 0.1,
         attention: Attention = "full",
+        max_distance: int = 0,
+        pair_positions: int = 0,
     ) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         if attention not in ("full", "linear"):
             raise ValueError(f"attention must be 'full' or 'linear', got {attention!r}")
+        for name, value in (("max_distance", max_distance), ("pair_positions", pair_positions)):
+            if value < 0 or (value and attention != "full"):
+                raise ValueError(
+                    f"{name} must be 0, or positive with full attention; got {value} with "
+                    f"{attention!r} attention"
+                )
+        if max_distance and pair_positions:
+            raise ValueError("a layer takes a distance bias or a pair bias, not both")
+        # learned scores added to the attention's, zero at the start: per head and signed distance
+        # j − i ∈ [−D, D], clamped beyond (a relative position bias: Shaw et al. 2018; Raffel
+        # et al. 2020, T5), or per head and (query, key) pair of a sequence of fixed length
+        self.distance_bias = (
+            nn.Parameter(torch.zeros(n_heads, 2 * max_distance + 1)) if max_distance else None
+        )
+        self.pair_bias = (
+            nn.Parameter(torch.zeros(n_heads, pair_positions, pair_positions))
+            if pair_positions
+            else None
+        )
         self.n_heads = n_heads
         self.attention = attention
         self.dropout = dropout
@@ -111,14 +135,15 @@ class TransformerLayer(nn.Module):
         n = x.shape[0]
         q, k, v = self.in_proj(x).view(n, s, 3, h, d).permute(2, 0, 3, 1, 4)  # 3 × (N, H, S, d)
         mask = None if key_mask is None else key_mask.reshape(n, 1, 1, s)  # (N, 1, 1, S)
+        bias = self.score_bias(s, mask, q.dtype)
         p = self.dropout if self.training else 0.0
         short_bf16_cpu = (
             q.dtype == torch.bfloat16 and q.device.type == "cpu" and s <= SHORT_SEQUENCE
         )
         if self.attention == "full" and short_bf16_cpu and p == 0.0:
-            a = explicit_attention(q, k, v, mask)
+            a = explicit_attention(q, k, v, bias)
         elif self.attention == "full":
-            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
         else:
             a = linear_attention(q, k, v, mask)
         a = a.transpose(1, 2).reshape(n, s, c)  # (N, H, S, d) → (N, S, C)
@@ -126,6 +151,26 @@ class TransformerLayer(nn.Module):
         ff = self.linear2(self.dropout_ff_hidden(F.gelu(self.linear1(x))))
         x = self.norm2(x + self.dropout_ff_out(ff))
         return x.view(shape)
+
+    def score_bias(self, s: int, mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+        """The attention mask for sequences of `s`: `mask` (N, 1, 1, S) bool as given without a
+        learned bias; else the bias as a float mask, (1, H, S, S), or (N, H, S, S) with −inf
+        where `mask` drops a key."""
+        if self.distance_bias is not None:
+            reach = (self.distance_bias.shape[1] - 1) // 2
+            pos = torch.arange(s, device=self.distance_bias.device)
+            offset = (pos[None, :] - pos[:, None]).clamp(-reach, reach) + reach  # (S, S): j − i + D
+            bias = self.distance_bias[:, offset]  # (H, S, S)
+        elif self.pair_bias is not None:
+            if self.pair_bias.shape[-1] != s:
+                raise ValueError(
+                    f"the layer's pair bias is for sequences of {self.pair_bias.shape[-1]}, got {s}"
+                )
+            bias = self.pair_bias
+        else:
+            return mask
+        bias = bias[None].to(dtype)  # (1, H, S, S)
+        return bias if mask is None else bias.masked_fill(~mask, float("-inf"))
 
 
 @dataclass(frozen=True)

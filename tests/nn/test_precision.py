@@ -21,15 +21,20 @@ from csdi.nn.transformer import (
 from tests.conftest import sine_frame_values
 
 
-@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("masked", [None, "bool", "float"])
 @pytest.mark.parametrize("length", [7, SOFTMAX_VECTOR])  # the spelt-out and the fused softmax
-def test_explicit_attention_is_scaled_dot_product_attention(masked: bool, length: int) -> None:
+def test_explicit_attention_is_scaled_dot_product_attention(
+    masked: str | None, length: int
+) -> None:
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(5, 2, length, 4, generator=g, dtype=torch.float64) for _ in range(3))
     mask = None
-    if masked:
+    if masked is not None:
         mask = torch.rand(5, 1, 1, length, generator=g) < 0.7
         mask[..., 0] = True  # every query sees at least one key
+    if masked == "float":  # a bias per head and query-key pair, −inf on the dropped keys
+        bias = torch.randn(1, 2, length, length, generator=g, dtype=torch.float64)
+        mask = bias.masked_fill(~mask, float("-inf"))
     expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     torch.testing.assert_close(explicit_attention(q, k, v, mask), expected)
 

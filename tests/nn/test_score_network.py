@@ -136,9 +136,15 @@ def test_equivalent_to_reference_with_one_feature_or_one_step(k: int, l: int) ->
         torch.testing.assert_close(net(z, t, cond), ref(z, t, cond), rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("temporal_kernel", [0, 3])
-def test_gradients_reach_every_parameter(temporal_kernel: int) -> None:
-    config = NetworkConfig(n_features=5, n_layers=2, temporal_kernel=temporal_kernel)
+@pytest.mark.parametrize(("temporal_kernel", "biases"), [(0, False), (3, True)])
+def test_gradients_reach_every_parameter(temporal_kernel: int, biases: bool) -> None:
+    config = NetworkConfig(
+        n_features=5,
+        n_layers=2,
+        temporal_kernel=temporal_kernel,
+        time_bias=4 if biases else 0,
+        feature_bias=biases,
+    )
     net = _network(config).train()
     z, t, cond = _batch(2, 5, 8, seed=6)
     net(z, t, cond).square().mean().backward()
@@ -278,3 +284,7 @@ def test_bad_inputs_raise_value_errors() -> None:
     for width in (-1, 4):
         with pytest.raises(ValueError, match="temporal_kernel"):
             NetworkConfig(n_features=5, temporal_kernel=width)
+    with pytest.raises(ValueError, match="time_bias"):
+        NetworkConfig(n_features=5, time_bias=-1)
+    with pytest.raises(ValueError, match="feature_bias"):
+        NetworkConfig(n_features=5, feature_bias=True, feature_subset=2)

@@ -1,5 +1,6 @@
-"""The fused transformer layer against PyTorch's own, linear attention against its formula, and
-attention within random feature groups against attention on each group alone."""
+"""The fused transformer layer against PyTorch's own, linear attention against its formula, the
+distance and pair biases against softmax(q kᵀ/√d + b) written out, and attention within random
+feature groups against attention on each group alone."""
 
 from __future__ import annotations
 
@@ -49,6 +50,62 @@ def test_linear_attention_matches_its_quadratic_form() -> None:
     expected = (scores / scores.sum(-1, keepdim=True)) @ v
     out = linear_attention(q, k, v, key_mask[:, None, None, :])
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("kind", ["distance", "pair"])
+def test_learned_bias_adds_a_score_per_head_and_query_key_pair(kind: str, masked: bool) -> None:
+    """Scores q_i·k_j/√d + b_h(clamp(j − i, −D, D)) (distance) or + b_h(i, j) (pair);
+    zero-initialised, so the layer starts as the unbiased one; the bias trains (it receives a
+    gradient)."""
+    torch.manual_seed(7)
+    options = {"max_distance": 3} if kind == "distance" else {"pair_positions": 7}
+    layer = TransformerLayer(8, 2, 8, dropout=0.0, **options).double()  # type: ignore[arg-type]
+    plain = TransformerLayer(8, 2, 8, dropout=0.0).double()
+    plain.load_state_dict(layer.state_dict(), strict=False)
+    x = torch.randn(5, 7, 8, dtype=torch.float64, generator=_generator(8))
+    key_mask = None
+    if masked:
+        key_mask = torch.rand(5, 7, generator=_generator(9)) < 0.6
+        key_mask[:, 0] = True
+    torch.testing.assert_close(layer(x, key_mask), plain(x, key_mask), rtol=0, atol=1e-12)
+
+    table = layer.distance_bias if kind == "distance" else layer.pair_bias
+    assert table is not None
+    with torch.no_grad():
+        table.copy_(torch.randn(table.shape, dtype=torch.float64, generator=_generator(10)))
+    if kind == "distance":
+        pos = torch.arange(7)
+        bias = table[:, (pos[None, :] - pos[:, None]).clamp(-3, 3) + 3]  # [h, i, j] → j − i + D
+    else:
+        bias = table
+    q, k, v = layer.in_proj(x).view(5, 7, 3, 2, 4).permute(2, 0, 3, 1, 4)  # 3 × (N, H, S, d)
+    scores = q @ k.transpose(-1, -2) / 2.0 + bias  # (N, H, S, S)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    a = (scores.softmax(-1) @ v).transpose(1, 2).reshape(5, 7, 8)
+    h = layer.norm1(x + layer.out_proj(a))
+    expected = layer.norm2(h + layer.linear2(F.gelu(layer.linear1(h))))
+    out = layer(x, key_mask)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    # a random projection: the layer norm's outputs sum (and square-sum) to constants
+    (out * torch.randn(out.shape, dtype=torch.float64, generator=_generator(11))).sum().backward()
+    assert table.grad is not None
+    if key_mask is None:  # (with a mask, pairs whose key no window keeps get no gradient)
+        assert bool(table.grad.abs().gt(1e-6).all())
+
+
+def test_learned_bias_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_distance"):
+        TransformerLayer(8, 2, 8, attention="linear", max_distance=4)
+    with pytest.raises(ValueError, match="max_distance"):
+        TransformerLayer(8, 2, 8, max_distance=-1)
+    with pytest.raises(ValueError, match="pair_positions"):
+        TransformerLayer(8, 2, 8, attention="linear", pair_positions=4)
+    with pytest.raises(ValueError, match="not both"):
+        TransformerLayer(8, 2, 8, max_distance=2, pair_positions=4)
+    with pytest.raises(ValueError, match="pair bias is for sequences of 4, got 5"):
+        TransformerLayer(8, 2, 8, pair_positions=4)(torch.randn(3, 5, 8))
 
 
 @pytest.mark.parametrize("attention", ["full", "linear"])

@@ -48,12 +48,18 @@ TAGS = {
     "prior": "+ the residual prior (diffusion.prior_mean=interpolation)",
     "defaults-2t": "the defaults with the prior, on two threads with the machine otherwise idle",
     "defaults-conv-2t": "+ the time convolution (model.temporal_kernel=5), two idle threads",
-    "c32": "+ 32 channels: the current defaults (OWN_DATA_DEFAULTS), one thread beside a "
+    "c32": "+ 32 channels (the defaults of the eighth to eleventh sessions), one thread beside a "
     "training on the other core",
-    "cont": "the current defaults on the Gaussian sets' continuous training files (every row "
+    "cont": "the `c32` defaults on the Gaussian sets' continuous training files (every row "
     "above trained on the earlier files, independent stretches joined end to end), one thread "
     "beside a training on the other core",
     "cont-seed1": "the same with another training seed (train.seed=1)",
+    "ctl12": "the `c32` defaults again, the twelfth session's control beside `tbias`",
+    "tbias": "+ a distance bias in the time attention (model.time_bias=24), one thread beside "
+    "a training on the other core",
+    "tbias-seed1": "the same with another training seed (train.seed=1)",
+    "fbias": "+ a feature-pair bias in the feature attention (model.feature_bias=true): the "
+    "current defaults (OWN_DATA_DEFAULTS), one thread beside a training on the other core",
 }
 CSDI = [sys.executable, "-m", "csdi.cli"]
 

@@ -60,6 +60,7 @@ TAGS = {
     "tbias-seed1": "the same with another training seed (train.seed=1)",
     "fbias": "+ a feature-pair bias in the feature attention (model.feature_bias=true): the "
     "current defaults (OWN_DATA_DEFAULTS), one thread beside a training on the other core",
+    "fbias-seed1": "the same with another training seed (train.seed=1)",
 }
 CSDI = [sys.executable, "-m", "csdi.cli"]
 

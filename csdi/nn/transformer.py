@@ -10,6 +10,11 @@ shapes as the PyTorch layer's (`in_proj` ↔ `self_attn.in_proj_*`, `out_proj` �
 Inputs are channel-last, (..., S, C): attention runs over axis −2 with every leading axis a batch
 axis, so a (B, K, L, C) state attends across time with no copy.
 
+Not in PyTorch's layer: a learned score b_h added to every head's q_i·k_j/√d, zero at the start
+(so the layer starts as PyTorch's), either per signed distance j − i clamped at ±D
+(`max_distance`, a relative position bias: Shaw et al. 2018; Raffel et al. 2020, T5) or per
+(i, j) pair of a sequence of fixed length (`pair_positions`).
+
 For many features:
 - `attention="linear"`: Katharopoulos et al. 2020, "Transformers are RNNs", non-causal form with
   the feature map φ(x) = elu(x) + 1: out_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / φ(q_i)ᵀ Σ_j φ(k_j),

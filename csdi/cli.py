@@ -250,9 +250,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     conv = f", time convolution of width {m.temporal_kernel}" if m.temporal_kernel else ""
     conv += f", distance bias over {m.time_bias} steps" if m.time_bias else ""
     conv += ", feature-pair bias" if m.feature_bias else ""
+    clip = f", gradient norm clipped at {t.grad_clip:g}" if t.grad_clip is not None else ""
     if group.is_main:
         print(
-            f"training for {budget}: batch {t.batch_size}{ranks}, lr {t.lr:g} ({t.lr_schedule}), "
+            f"training for {budget}: batch {t.batch_size}{ranks}, lr {t.lr:g} ({t.lr_schedule}"
+            f"{clip}), "
             f"{shape}, {m.n_layers} layers × {m.channels} channels, "
             f"{m.n_heads} heads{conv}, {m.cond_input} conditioning; change with --steps, "
             "--max-minutes, --set"

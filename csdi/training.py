@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import numpy as np
 import torch
@@ -81,6 +81,17 @@ class ModelBatch:
         protocol's conditioning mask, or any observed entry where masks are drawn."""
         held = self.observed if self.cond is None else self.observed * (1.0 - self.cond)
         return bool(held.sum() > 0)
+
+
+class NoNoise(nn.Module):
+    """ε̂ = 0 everywhere: the noise predictor of a network that has learned nothing."""
+
+    def forward(self, z_t: Tensor, t: Tensor, cond: Conditioning) -> Tensor:
+        return torch.zeros_like(z_t)
+
+
+#: a best validation loss above this share of `NoNoise`'s means training failed
+STALLED: Final = 0.9
 
 
 @dataclass
@@ -169,8 +180,11 @@ class Trainer:
             self.schedule_ema = ExponentialMovingAverage(self.schedule, train_cfg.ema_decay)
         # a learned schedule's trainable parameters (its interior): outside the DDP module
         self.schedule_params = [p for p in schedule.parameters() if p.requires_grad]
+        if train_cfg.grad_clip is not None and not train_cfg.grad_clip > 0:
+            raise ValueError(f"train.grad_clip must be positive or none, got {train_cfg.grad_clip}")
+        self._parameters = [*network.parameters(), *self.schedule_params]
         self.optimizer = torch.optim.Adam(
-            [*network.parameters(), *self.schedule_params],
+            self._parameters,
             lr=train_cfg.lr,
             weight_decay=train_cfg.weight_decay,
             fused=True if device.type == "cuda" else None,  # one kernel for all params on GPUs
@@ -406,6 +420,8 @@ class Trainer:
             else:
                 loss.backward()
             self.distributed.average_gradients(self.schedule_params)
+            if self.cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self._parameters, self.cfg.grad_clip, foreach=True)
             self.optimizer.step()
             self.ema.update_parameters(self.network)
             if self.schedule_ema is not None:
@@ -433,13 +449,14 @@ class Trainer:
         return float(self.distributed.mean(total)) / max(done, 1)
 
     @torch.no_grad()
-    def validate(self, data: ModelBatch, repeats: int = 3) -> float:
-        """Objective of the EMA weights on validation windows, with a fixed seed each epoch.
+    def validate(self, data: ModelBatch, repeats: int = 3, model: nn.Module | None = None) -> float:
+        """Objective of the EMA weights (or `model`) on validation windows, with a fixed seed
+        each epoch.
 
         Uses the protocol's evaluation mask when the windows carry one (else random masks), and
         averages over `repeats` draws of diffusion time and noise to steady the figure.
         """
-        model = self.ema.module
+        model = self.ema.module if model is None else model
         model.eval()
         gen = torch.Generator(device=self.device).manual_seed(12345)
         losses = []
@@ -507,7 +524,24 @@ class Trainer:
                 on_epoch(self, train_loss, valid_loss)
         if self.out_of_time():
             log.info("stopped after %.1f min (train.max_minutes)", self.seconds / 60)
+        if self.history.epochs:  # scored on the windows that chose the best weights
+            self.warn_if_stalled(vdata if vdata is not None else data)
         return self.history
+
+    def warn_if_stalled(self, data: ModelBatch) -> None:
+        """Warn when the best validation loss is above `STALLED` × that of predicting no noise
+        at all on `data`: what a network whose ReLUs died (a learning rate too high) or that
+        learned nothing gives."""
+        floor = self.validate(data, model=NoNoise())
+        if self.history.best_valid >= STALLED * floor:
+            log.warning(
+                "the network barely learned: best validation loss %.4f against %.4f for "
+                "predicting no noise at all; a learning rate too high does this (try --set "
+                "train.lr=%g, or --set train.grad_clip=1)",
+                self.history.best_valid,
+                floor,
+                self.cfg.lr / 3,
+            )
 
 
 def save_training_state(trainer: Trainer, path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -184,3 +185,51 @@ def test_residual_prior_in_training_and_resume(tiny_config, tmp_path, monkeypatc
     assert resumed.prior is not None
     torch.testing.assert_close(resumed.prior.scale, imputer.prior.scale, rtol=0, atol=0)
     assert resumed.history is not None and len(resumed.history.epochs) == 3
+
+
+def test_a_network_that_learned_nothing_is_reported(tiny_config, tmp_path, caplog) -> None:
+    """With lr 0 the zero-initialised output layer keeps ε̂ = 0, so the best loss (here the
+    training loss: windows given as an array have no validation split) is that of predicting no
+    noise, whose ε-MSE is E[ε²] = 1 up to the draws of ε: the trainer says the network barely
+    learned. A run that learned says nothing."""
+    imputer, data = _tiny_fit(tiny_config, tmp_path, lr=0.0)
+    with caplog.at_level(logging.WARNING, logger="csdi.training"):
+        imputer.fit(data, output_dir=tmp_path / "dead", progress=False)
+    found = re.search(
+        r"barely learned: best validation loss ([\d.]+) against ([\d.]+)", caplog.text
+    )
+    assert found is not None
+    best, floor = float(found[1]), float(found[2])
+    assert imputer.history is not None and best == round(imputer.history.best_valid, 4)
+    assert abs(best - 1.0) < 0.1 and abs(floor - 1.0) < 0.1
+    caplog.clear()
+    imputer, _ = _tiny_fit(tiny_config, tmp_path, lr=1e-2, epochs=20)
+    with caplog.at_level(logging.WARNING, logger="csdi.training"):
+        imputer.fit(data, output_dir=tmp_path / "alive", progress=False)
+    assert imputer.history is not None and imputer.history.best_valid < 0.9
+    assert "barely learned" not in caplog.text
+
+
+def test_grad_clip_bounds_the_gradient_each_step_sees(tiny_config, tmp_path, monkeypatch) -> None:
+    """Every optimizer step sees a global gradient norm of at most `grad_clip` (and the
+    unclipped gradients of this data exceed it, so the bound is what clipping made)."""
+    seen: list[float] = []
+    real_step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        grads = [
+            p.grad for group in self.param_groups for p in group["params"] if p.grad is not None
+        ]
+        seen.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    imputer, data = _tiny_fit(tiny_config, tmp_path)
+    imputer.fit(data, output_dir=tmp_path / "free", progress=False)
+    free = max(seen)
+    seen.clear()
+    imputer, _ = _tiny_fit(tiny_config, tmp_path, grad_clip=free / 4)
+    imputer.fit(data, output_dir=tmp_path / "clipped", progress=False)
+    assert seen and max(seen) <= free / 4 * (1 + 1e-5)
+    with pytest.raises(ValueError, match="grad_clip must be positive"):
+        _tiny_fit(tiny_config, tmp_path, grad_clip=0.0)[0].fit(data, progress=False)

@@ -58,9 +58,13 @@ TAGS = {
     "tbias": "+ a distance bias in the time attention (model.time_bias=24), one thread beside "
     "a training on the other core",
     "tbias-seed1": "the same with another training seed (train.seed=1)",
-    "fbias": "+ a feature-pair bias in the feature attention (model.feature_bias=true): the "
-    "current defaults (OWN_DATA_DEFAULTS), one thread beside a training on the other core",
+    "fbias": "+ a feature-pair bias in the feature attention (model.feature_bias=true), one "
+    "thread beside a training on the other core",
     "fbias-seed1": "the same with another training seed (train.seed=1)",
+    "lr6clip": "+ twice the learning rate (train.lr=6e-3) and the gradient clipped at norm 1 "
+    "(train.grad_clip=1): the current defaults (OWN_DATA_DEFAULTS), one thread beside a "
+    "training on the other core",
+    "lr6clip-seed1": "the same with another training seed (train.seed=1)",
 }
 CSDI = [sys.executable, "-m", "csdi.cli"]
 

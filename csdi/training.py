@@ -534,13 +534,15 @@ class Trainer:
         learned nothing gives."""
         floor = self.validate(data, model=NoNoise())
         if self.history.best_valid >= STALLED * floor:
+            clip = " or --set train.grad_clip=1" if self.cfg.grad_clip is None else ""
             log.warning(
                 "the network barely learned: best validation loss %.4f against %.4f for "
                 "predicting no noise at all; a learning rate too high does this (try --set "
-                "train.lr=%g, or --set train.grad_clip=1)",
+                "train.lr=%g%s)",
                 self.history.best_valid,
                 floor,
                 self.cfg.lr / 3,
+                clip,
             )
 
 

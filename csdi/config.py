@@ -95,6 +95,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-6
+    adam_beta2: float = 0.999  # Adam's second-moment decay (Kingma & Ba 2015)
     lr_schedule: Literal["milestones", "cosine"] = "milestones"
     lr_milestones: tuple[float, ...] = (0.75, 0.9)  # fractions of the epochs; ×0.1 at each
     warmup_steps: int = 0

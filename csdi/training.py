@@ -186,6 +186,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             self._parameters,
             lr=train_cfg.lr,
+            betas=(0.9, train_cfg.adam_beta2),
             weight_decay=train_cfg.weight_decay,
             fused=True if device.type == "cuda" else None,  # one kernel for all params on GPUs
         )

@@ -234,3 +234,17 @@ def test_grad_clip_bounds_the_gradient_each_step_sees(tiny_config, tmp_path, mon
     assert seen and max(seen) <= free / 4 * (1 + 1e-5)
     with pytest.raises(ValueError, match="grad_clip must be positive"):
         _tiny_fit(tiny_config, tmp_path, grad_clip=0.0)[0].fit(data, progress=False)
+
+
+def test_adam_beta2_reaches_the_optimizer(tiny_config, tmp_path, monkeypatch) -> None:
+    betas: list[tuple[float, float]] = []
+    real_step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        betas.append(self.param_groups[0]["betas"])
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    imputer, data = _tiny_fit(tiny_config, tmp_path, epochs=1, adam_beta2=0.99)
+    imputer.fit(data, output_dir=tmp_path / "m", progress=False)
+    assert betas and set(betas) == {(0.9, 0.99)}

@@ -47,12 +47,14 @@ SOFTMAX_VECTOR: Final = 16
 
 
 def explicit_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None) -> Tensor:
-    """softmax(q kᵀ/√d + bias) v with the softmax in fp32; q, k, v (N, H, S, d) → (N, H, S, d).
+    """softmax(q kᵀ/√d + bias) v with the softmax in fp32 at least; q, k, v (N, H, S, d) →
+    (N, H, S, d).
 
     bias: broadcastable to (N, H, S, S), −inf where a key takes no part (the float `attn_mask`
     of `F.scaled_dot_product_attention`), or a bool mask, True where a key takes part.
     """
-    scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5  # (N, H, S, S)
+    scores = q @ k.transpose(-1, -2)  # (N, H, S, S); bf16 → fp32, fp64 stays fp64:
+    scores = scores.to(torch.promote_types(scores.dtype, torch.float32)) * q.shape[-1] ** -0.5
     if bias is not None and bias.dtype == torch.bool:
         scores = scores.masked_fill(~bias, float("-inf"))
     elif bias is not None:

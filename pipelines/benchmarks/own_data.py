@@ -62,8 +62,8 @@ TAGS = {
     "thread beside a training on the other core",
     "fbias-seed1": "the same with another training seed (train.seed=1)",
     "lr6clip": "+ twice the learning rate (train.lr=6e-3) and the gradient clipped at norm 1 "
-    "(train.grad_clip=1): the current training defaults (OWN_DATA_DEFAULTS), one thread beside "
-    "a training on the other core, imputed with the sampler grid of the time (ending at t = 1/50)",
+    "(train.grad_clip=1): the thirteenth session's defaults, one thread beside a training on the "
+    "other core, imputed with the sampler grid of the time (ending at t = 1/50)",
     "lr6clip-seed1": "the same with another training seed (train.seed=1)",
     "lr6clip-end1000": "the `lr6clip` models imputed again by the current sampler, whose log-SNR "
     "grid ends at t = 1/1000 (ablations.md), two threads, the machine otherwise idle",

@@ -211,20 +211,33 @@ def test_a_network_that_learned_nothing_is_reported(tiny_config, tmp_path, caplo
     assert "barely learned" not in caplog.text
 
 
-def test_grad_clip_bounds_the_gradient_each_step_sees(tiny_config, tmp_path, monkeypatch) -> None:
-    """Every optimizer step sees a global gradient norm of at most `grad_clip` (and the
-    unclipped gradients of this data exceed it, so the bound is what clipping made)."""
-    seen: list[float] = []
+def _watch_adam_steps(monkeypatch, read):  # type: ignore[no-untyped-def]
+    """A list that receives `read(optimizer)` just before every Adam step."""
+    seen: list = []
     real_step = torch.optim.Adam.step
 
     def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        grads = [
-            p.grad for group in self.param_groups for p in group["params"] if p.grad is not None
-        ]
-        seen.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+        seen.append(read(self))
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    return seen
+
+
+def test_grad_clip_bounds_the_gradient_each_step_sees(tiny_config, tmp_path, monkeypatch) -> None:
+    """Every optimizer step sees a global gradient norm of at most `grad_clip` (and the
+    unclipped gradients of this data exceed it, so the bound is what clipping made)."""
+
+    def grad_norm(optimizer: torch.optim.Optimizer) -> float:
+        grads = [
+            p.grad
+            for group in optimizer.param_groups
+            for p in group["params"]
+            if p.grad is not None
+        ]
+        return float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+
+    seen = _watch_adam_steps(monkeypatch, grad_norm)
     imputer, data = _tiny_fit(tiny_config, tmp_path)
     imputer.fit(data, output_dir=tmp_path / "free", progress=False)
     free = max(seen)
@@ -237,14 +250,7 @@ def test_grad_clip_bounds_the_gradient_each_step_sees(tiny_config, tmp_path, mon
 
 
 def test_adam_beta2_reaches_the_optimizer(tiny_config, tmp_path, monkeypatch) -> None:
-    betas: list[tuple[float, float]] = []
-    real_step = torch.optim.Adam.step
-
-    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        betas.append(self.param_groups[0]["betas"])
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    betas = _watch_adam_steps(monkeypatch, lambda optimizer: optimizer.param_groups[0]["betas"])
     imputer, data = _tiny_fit(tiny_config, tmp_path, epochs=1, adam_beta2=0.99)
     imputer.fit(data, output_dir=tmp_path / "m", progress=False)
     assert betas and set(betas) == {(0.9, 0.99)}

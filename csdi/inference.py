@@ -7,6 +7,9 @@ to the model; samples leave as (N, S, L, K), equal to the given values on `cond`
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -111,6 +114,30 @@ class Purification:
     start: float = 1.0
 
 
+def sampling_workers(device: torch.device, n_windows: int, compiled: bool) -> int:
+    """Threads that sample window batches side by side, each on one torch thread: on a CPU one
+    per torch thread, at most one per window; elsewhere, or through `torch.compile`, 1.
+
+    The network's calls are too small to keep two intra-op threads busy: the sampler of a
+    1 464-row, 11-column file is 1.25× faster as two workers sharing one chunk's tokens than
+    as one batch at a time on both threads (reports/performance/sampling_workers.md).
+    """
+    if device.type != "cpu" or compiled:
+        return 1
+    return max(1, min(torch.get_num_threads(), n_windows))
+
+
+@contextmanager
+def intra_op_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `n` inside the block, restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @torch.no_grad()
 def sample_windows(
     network: nn.Module,
@@ -126,16 +153,18 @@ def sample_windows(
     purify: Purification | None = None,
     first_window: int = 0,
     prior: ResidualPrior | None = None,
+    workers: int | None = None,
 ) -> SampleResult:
     """Samples (N, S, L, K) of every window, batching windows so that B·S rows fit a chunk.
 
     values (N, L, K) normalised (anything on non-cond entries is ignored), cond_mask (N, L, K)
     bool, timestamps (N, L). Window i draws from its own stream seeded by (`cfg.seed`, i)
     (`csdi.diffusion.noise.WindowNoise`), so the same seed gives the same samples whatever the
-    chunk size, to float32 rounding (`sde` aside: torchsde's Brownian motion spans a batch);
-    `first_window` is the index of values[0] in the whole set, so a shard of the windows draws
-    what it would draw in one run over all of them. `cfg.precision`: of
-    the network calls only (`csdi.nn.precision`). With `bounds` (model
+    chunk size or the number of workers, to float32 rounding (`sde` aside: torchsde's Brownian
+    motion spans a batch); `first_window` is the index of values[0] in the whole set, so a
+    shard of the windows draws what it would draw in one run over all of them. `workers`:
+    threads sampling batches side by side, each on one torch thread (None: `sampling_workers`).
+    `cfg.precision`: of the network calls only (`csdi.nn.precision`). With `bounds` (model
     units) and `cfg.clip`, every sampler's x̂₀ and the samples stay inside them
     (`csdi.diffusion.bounds`). With `purify` (ancestral sampler only) the `cond_mask` entries
     are noisy observations to purify rather than clean values
@@ -148,41 +177,31 @@ def sample_windows(
     n = values.shape[0]
     channels = network.config.channels if isinstance(network, ScoreNetwork) else 64
     rows = chunk_rows(cfg.chunk_size, values.shape[2], values.shape[1], device, channels)
+    if workers is None:
+        workers = sampling_workers(device, n, cfg.compile)
+    if cfg.chunk_size is None:  # the workers share one chunk's memory (and run 2-4 % faster)
+        rows = max(1, rows // workers)
     per_batch = windows_per_batch(cfg.n_samples, rows)
-    calls = 0
+    # no worker idle for want of a batch: smaller batches when the windows are few
+    per_batch = max(1, min(per_batch, -(-n // workers)))
+    batches = [(lo, min(n, lo + per_batch)) for lo in range(0, n, per_batch)]
     # windows are batched so that B·S rows fit a chunk; the sampler chunks only if S alone is more
     inner_chunk = rows if cfg.n_samples > rows else None
     # side-information projections depend on cond only: computed once per batch (per chunk
     # of it), not per step; the cache holds every chunk of a batch
     chunks = 1 if inner_chunk is None else -(-cfg.n_samples // rows)
-    predictor = (
-        network.cached(max(16, chunks), compiled=cfg.compile)
-        if isinstance(network, ScoreNetwork)
-        else network
-    )
-
     precision = resolve_precision(cfg.precision, device)  # once, and refused before any work
-
-    def count_calls(z_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        nonlocal calls
-        calls += 1
-        with network_precision(precision, device):
-            return predictor(z_t, t, cond).to(z_t.dtype)  # the sampler's arithmetic stays fp32
-
-    counted: NoisePredictor = count_calls
     low = high = None
     if bounds is not None and cfg.clip:
         low = torch.as_tensor(bounds.low, dtype=torch.float32, device=device)
         high = torch.as_tensor(bounds.high, dtype=torch.float32, device=device)
-        counted = ClippedPredictor(counted, schedule, low, high, prior=prior)
-
     out = np.empty((n, cfg.n_samples, *values.shape[1:]), dtype=np.float32)
-    options: dict[str, Any] = {"eta": cfg.eta} if cfg.sampler == "ddim" else {}
-    start = time.perf_counter()
-    bars = bar_disable(progress)
-    for lo in tqdm(range(0, n, per_batch), desc="sampling", disable=bars, leave=False):
-        hi = min(n, lo + per_batch)
+    bar = tqdm(total=len(batches), desc="sampling", disable=bar_disable(progress), leave=False)
+
+    def draw(counted: NoisePredictor, lo: int, hi: int) -> torch.Tensor:
+        """Samples (B, S, K, L) of windows lo..hi in model units, the given entries as given."""
         x, cond = _window_batch(values, cond_mask, timestamps, slice(lo, hi), device)
+        options: dict[str, Any] = {"eta": cfg.eta} if cfg.sampler == "ddim" else {}
         if purify is not None:
             std = torch.as_tensor(purify.std, dtype=torch.float32, device=device)[None, :, None]
             # nothing is given clean: under the residual prior μ = 0 and s = 1 (u = x)
@@ -201,12 +220,46 @@ def sample_windows(
             time_grid=cfg.time_grid,
             **options,
         )  # (B, S, K, L)
+        given = cond.mask[:, None].bool()
         if prior is not None:  # residuals → values; the given entries exactly as given
-            given = cond.mask[:, None].bool()
             draws = torch.where(given, cond.x[:, None], prior.decode(draws, cond))
         if low is not None and high is not None:
-            draws = clip_targets(draws, cond.mask[:, None].bool(), low, high)
-        out[lo:hi] = draws.transpose(-1, -2).cpu().numpy()  # (B, S, L, K)
+            draws = clip_targets(draws, given, low, high)
+        return draws
+
+    def run(mine: list[tuple[int, int]]) -> int:
+        """Sample the batches `mine` (window ranges) into `out`; the network calls made."""
+        calls = 0
+        predictor = (
+            network.cached(max(16, chunks), compiled=cfg.compile)
+            if isinstance(network, ScoreNetwork)
+            else network
+        )
+
+        def count_calls(z_t: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+            nonlocal calls
+            calls += 1
+            with network_precision(precision, device):
+                return predictor(z_t, t, cond).to(z_t.dtype)  # the sampler's arithmetic: fp32
+
+        counted: NoisePredictor = count_calls
+        if low is not None and high is not None:
+            counted = ClippedPredictor(counted, schedule, low, high, prior=prior)
+        for lo, hi in mine:
+            with torch.no_grad():  # grad mode is per thread, and on in a new one
+                draws = draw(counted, lo, hi)
+            out[lo:hi] = draws.transpose(-1, -2).cpu().numpy()  # (B, S, L, K)
+            bar.update()
+        return calls
+
+    start = time.perf_counter()
+    shares = [batches[i::workers] for i in range(workers)]  # worker i: batches i, i + W, …
+    if workers == 1:
+        calls = run(batches)
+    else:
+        with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
+            calls = sum(pool.map(run, shares))
+    bar.close()
     return SampleResult(samples=out, seconds=time.perf_counter() - start, network_calls=calls)
 
 

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from record import command_line, write_record
 
-from csdi.config import own_data_config
-from csdi.diffusion.schedule import get_schedule
+from csdi.config import ExperimentConfig, own_data_config
+from csdi.diffusion.schedule import NoiseSchedule, get_schedule
 from csdi.inference import TOKENS_PER_CHUNK, sample_windows
 from csdi.nn.score_network import NetworkConfig, ScoreNetwork
 
@@ -56,18 +56,27 @@ def sensor_windows(windows: int, length: int, features: int) -> tuple[np.ndarray
     return values, cond_mask, stamps
 
 
+def sensor_workload(
+    args: argparse.Namespace,
+) -> tuple[ExperimentConfig, ScoreNetwork, NoiseSchedule, tuple[np.ndarray, ...]]:
+    """`args.threads` set; the own-data config, a fresh own-data network for `args.features`,
+    its schedule, and `sensor_windows` of the config's window length."""
+    torch.set_num_threads(args.threads)
+    config = own_data_config()
+    k = args.features
+    network = ScoreNetwork(NetworkConfig(n_features=k, **dataclasses.asdict(config.model)))
+    schedule = get_schedule(config.diffusion.schedule)
+    return config, network, schedule, sensor_windows(args.windows, config.data.window, k)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_workload_options(p)
     p.add_argument("--tokens", default="4096,8192,16384,32768,65536,131072")
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    config = own_data_config()
+    config, network, schedule, (values, cond_mask, stamps) = sensor_workload(args)
     length, k = config.data.window, args.features
-    network = ScoreNetwork(NetworkConfig(n_features=k, **dataclasses.asdict(config.model)))
-    schedule = get_schedule(config.diffusion.schedule)
-    values, cond_mask, stamps = sensor_windows(args.windows, length, k)
     tokens = [int(t) for t in args.tokens.split(",")]
     times: dict[int, list[float]] = {t: [] for t in tokens}
     for _ in range(args.repeats):

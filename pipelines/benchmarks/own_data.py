@@ -9,10 +9,13 @@ then scores the samples on the hidden values in units of the training file's per
 imputation of the same test file and, for the Gaussian sets, S exact conditional samples
 (given the whole test file, and given only the window each row is imputed in).
 Each method's figures are appended to reports/own_data/results.json; `--report` rewrites
-reports/own_data/README.md from every record there.
+reports/own_data/README.md from every record there. With `--peer-python` (the interpreter of a
+separate virtual environment holding PyPOTS) the sets are imputed by the peer SAITS instead,
+trained for the same wall time as our defaults (`peer_saits.py`), and scored alike.
 
     python pipelines/benchmarks/own_data.py [--sets gp_smooth,var1] [--threads 1] [--tag NAME]
         [--set model.n_heads=8 …] [--samples 50] [--report]
+    python pipelines/benchmarks/own_data.py --peer-python ../pypots_venv/bin/python --threads 1
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ from csdi.results import append_record, device_description, git_commit
 
 ROOT = Path(__file__).resolve().parents[2]
 BASELINES = ("mean", "locf", "linear", "knn", "iterative")
+PEER = "saits (PyPOTS 1.5)"  # the peer's method name in results.json (`run_peer`)
+#: wall time of the peer's training: our defaults' (`train.max_minutes` in OWN_DATA_DEFAULTS)
+PEER_MINUTES = 8.0
 #: What each tag of the summary trained with (the README's legend); a tag not here is listed bare
 TAGS = {
     "default": "the first defaults: 64 channels, CSDI's zero prior",
@@ -83,6 +89,12 @@ def _run(argv: list[str], threads: int, env: dict[str, str] | None = None) -> tu
     if done.returncode != 0:
         raise RuntimeError(f"{shlex.join(argv)} failed: {done.stderr.strip()[-2000:]}")
     return time.perf_counter() - start, done.stdout
+
+
+def _relative(arg: str) -> str:
+    """A command's argument with this repository's path taken off (records hold no machine
+    paths)."""
+    return str(Path(arg).relative_to(ROOT)) if arg.startswith(str(ROOT)) else arg
 
 
 def score(samples: np.ndarray, truth: dict[str, np.ndarray]) -> dict[str, float]:
@@ -204,8 +216,7 @@ def run_set(
     samples = np.load(npz)["samples"].astype(np.float64)  # (S, T, K)
     records = []
     common = common_fields(ds, truth, args)
-    rel = [str(Path(a).relative_to(ROOT)) if a.startswith(str(ROOT)) else a for a in train]
-    rel_imp = [str(Path(a).relative_to(ROOT)) if a.startswith(str(ROOT)) else a for a in impute]
+    rel, rel_imp = [_relative(a) for a in train], [_relative(a) for a in impute]
     records.append(
         {
             **common,
@@ -244,6 +255,36 @@ def run_set(
     for r in records:
         append_record(results, r)
     return records
+
+
+def run_peer(
+    ds: sets.OwnDataSet, args: argparse.Namespace, work: Path, results: Path
+) -> list[dict[str, Any]]:
+    """SAITS (PyPOTS) trained on train.csv for PEER_MINUTES and imputing test.csv, in the
+    interpreter `args.peer_python` (`peer_saits.py`; `--reuse`: its earlier run's files)."""
+    folder = work / ds.name
+    sets.write_files(ds, folder)
+    truth = dict(np.load(folder / "truth.npz"))
+    script = Path(__file__).with_name("peer_saits.py")
+    argv = [args.peer_python, str(script), str(folder), "--window", str(ds.window)]
+    argv += ["--minutes", str(PEER_MINUTES), "--threads", str(args.threads)]
+    if not (args.reuse and (folder / "saits" / "run.json").is_file()):
+        _run(argv, args.threads)
+    run = json.loads((folder / "saits" / "run.json").read_text())
+    filled = pd.read_csv(folder / "saits" / "imputed.csv", index_col=0).to_numpy(dtype=float)
+    record = {
+        **common_fields(ds, truth, args),
+        "method": PEER,
+        "n_samples": 1,
+        "metrics": score(filled[None], truth),  # one point imputation: CRPS = MAE
+        "train_seconds": run["train_seconds"],
+        "impute_seconds": run["impute_seconds"],
+        "command": shlex.join(["PYPOTS_PYTHON", *map(_relative, argv[1:])]),
+        "train_log": f"{run['epochs']} epochs, best validation MAE {run['best_validation_mae']:.4f}"
+        f"; {run['settings']}",
+    }
+    append_record(results, record)
+    return [record]
 
 
 def oracle_records(
@@ -328,7 +369,10 @@ def write_report(results: Path, report: Path) -> None:
         "CRPS = MAE. The oracle samples the exact conditional of the Gaussian sets given the "
         "whole test file; the window oracle given only the window `csdi impute` takes each row "
         "from (the same windows, 3/4 of a window apart): the best any imputer that sees one "
-        "window at a time can do.",
+        "window at a time can do. The peer `saits (PyPOTS 1.5)`: SAITS (Du, Côté & Liu 2023) as "
+        "PyPOTS 1.5 builds it, trained on the same training file for the same wall time as our "
+        "defaults (8 minutes) on the same threads, keeping its best-validation weights "
+        "(`pipelines/benchmarks/peer_saits.py`); one point imputation, so its CRPS is its MAE.",
         "",
         "The Gaussian sets' training files changed in the eleventh session: one continuous draw "
         "of the process, where they had been independent stretches joined end to end (a tenth "
@@ -346,8 +390,9 @@ def write_report(results: Path, report: Path) -> None:
     lines += [
         "",
         "| set | model | CRPS | best baseline (CRPS) | CRPS / oracle | CRPS / window oracle "
-        "| MAE | linear MAE | coverage 90 % | samples | threads | train s | impute s |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| MAE | linear MAE | SAITS MAE | coverage 90 % | samples | threads | train s "
+        "| impute s |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, tag in tagged:
         model = latest[(name, tag)]
@@ -362,10 +407,12 @@ def write_report(results: Path, report: Path) -> None:
         )
         best_txt = f"{best['method']} ({best['metrics']['crps_exact']:.4f})" if best else "—"
         lin = f"{linear['metrics']['mae']:.4f}" if linear else "—"
+        peer = latest.get((name, PEER))
+        peer_mae = f"{peer['metrics']['mae']:.4f}" if peer else "—"
         lines.append(
             f"| {name} | {tag} | {m['crps_exact']:.4f} | {best_txt} | {ratio} | {window_ratio} "
             f"| {m['mae']:.4f} "
-            f"| {lin} "
+            f"| {lin} | {peer_mae} "
             f"| {m['coverage_90']:.3f} | {model['n_samples']} | {_threads(model)} "
             f"| {model.get('train_seconds', 0):.0f} "
             f"| {model.get('impute_seconds', 0):.0f} |"
@@ -411,6 +458,10 @@ def main() -> None:
     p.add_argument(
         "--oracles", action="store_true", help="only the Gaussian sets' exact conditionals"
     )
+    p.add_argument(
+        "--peer-python",
+        help="impute with the peer SAITS instead: the python of a venv holding PyPOTS",
+    )
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "own_data")
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "own_data")
     args = p.parse_args()
@@ -432,6 +483,8 @@ def main() -> None:
                 )
                 for r in records:
                     append_record(results, r)
+            elif args.peer_python:
+                records = run_peer(ds, args, args.work, results)
             else:
                 records = run_set(ds, args, args.work, results)
             for r in records:

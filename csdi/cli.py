@@ -251,6 +251,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     conv += f", distance bias over {m.time_bias} steps" if m.time_bias else ""
     conv += ", feature-pair bias" if m.feature_bias else ""
     clip = f", gradient norm clipped at {t.grad_clip:g}" if t.grad_clip is not None else ""
+    clip += f", Adam beta2 {t.adam_beta2:g}" if t.adam_beta2 != 0.999 else ""
     if group.is_main:
         print(
             f"training for {budget}: batch {t.batch_size}{ranks}, lr {t.lr:g} ({t.lr_schedule}"

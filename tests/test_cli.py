@@ -307,7 +307,7 @@ def test_train_in_steps_says_what_it_chose(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "training for 5 steps or 3 minutes, whichever comes first" in out
     assert "trained 5 steps (3 rounds)" in out
-    assert "--set" in out and "cosine, gradient norm clipped at 1)" in out
+    assert "--set" in out and "cosine, gradient norm clipped at 1, Adam beta2 0.99)" in out
 
 
 def test_impute_refuses_to_overwrite_its_input(trained, tmp_path, capsys) -> None:

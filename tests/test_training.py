@@ -254,3 +254,25 @@ def test_adam_beta2_reaches_the_optimizer(tiny_config, tmp_path, monkeypatch) ->
     imputer, data = _tiny_fit(tiny_config, tmp_path, epochs=1, adam_beta2=0.99)
     imputer.fit(data, output_dir=tmp_path / "m", progress=False)
     assert betas and set(betas) == {(0.9, 0.99)}
+
+
+def test_adam_step_is_adams_update_on_a_cpu(tiny_config, tmp_path, monkeypatch) -> None:
+    """The trainer's optimizer (the fused kernel on a CPU) moves a parameter by Adam's first
+    step with L2 weight decay (Kingma & Ba 2015, Algorithm 1): g = ∇ + λp, m̂ = g, v̂ = g², so
+    p ← p − lr·g/(|g| + ε)."""
+    optimizers = _watch_adam_steps(monkeypatch, lambda optimizer: optimizer)
+    imputer, data = _tiny_fit(tiny_config, tmp_path, epochs=1)
+    imputer.fit(data, output_dir=tmp_path / "m", progress=False)
+    used = optimizers[0].defaults
+    assert used["fused"] is True
+    p = torch.nn.Parameter(torch.tensor([0.5, -2.0, 3.0]))
+    grad = torch.tensor([0.1, 0.0, -4.0])
+    lr, decay, eps = 0.01, 0.1, used["eps"]
+    optimizer = torch.optim.Adam(
+        [p], lr=lr, weight_decay=decay, betas=used["betas"], eps=eps, fused=True
+    )
+    before = p.detach().clone()
+    p.grad = grad.clone()
+    optimizer.step()
+    g = grad + decay * before
+    torch.testing.assert_close(p.detach(), before - lr * g / (g.abs() + eps), rtol=1e-6, atol=1e-7)

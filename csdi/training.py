@@ -188,8 +188,9 @@ class Trainer:
             lr=train_cfg.lr,
             betas=(0.9, train_cfg.adam_beta2),
             weight_decay=train_cfg.weight_decay,
-            # one kernel for all parameters: on a CPU the per-tensor loop took 12 ms of a
-            # 140 ms own-data step (149 tensors), the fused kernel 2 ms
+            # one kernel for all parameters: on a CPU the per-tensor loop takes 8-12 ms of a
+            # 140 ms own-data step (149 tensors), the fused kernel 1-2 ms (whole trainings:
+            # level within this machine's noise, ablations.md)
             fused=True if device.type in ("cuda", "cpu") else None,
         )
         self.ema = ExponentialMovingAverage(network, train_cfg.ema_decay)

@@ -179,8 +179,9 @@ def sample_windows(
     rows = chunk_rows(cfg.chunk_size, values.shape[2], values.shape[1], device, channels)
     if workers is None:
         workers = sampling_workers(device, n, cfg.compile)
-    if cfg.chunk_size is None:  # the workers share one chunk's memory (and run 2-4 % faster)
-        rows = max(1, rows // workers)
+    if cfg.chunk_size is None:  # the workers share one chunk's memory (and run 2-4 % faster),
+        # down to one window's samples per call: on many cores, calls of a few rows would crawl
+        rows = max(rows // workers, min(rows, cfg.n_samples))
     per_batch = windows_per_batch(cfg.n_samples, rows)
     # no worker idle for want of a batch: smaller batches when the windows are few
     per_batch = max(1, min(per_batch, -(-n // workers)))

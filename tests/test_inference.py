@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from csdi import inference
 from csdi.config import SamplingConfig
 from csdi.data.scaling import ValueBounds
 from csdi.diffusion.schedule import get_schedule
@@ -71,6 +72,18 @@ def test_few_windows_are_split_so_that_no_worker_idles() -> None:
     two = sample_windows(*args, workers=2)
     assert (one.network_calls, two.network_calls) == (3, 6)
     np.testing.assert_allclose(two.samples, one.samples, rtol=1e-5, atol=1e-5)
+
+
+def test_workers_share_a_chunk_down_to_one_windows_samples(monkeypatch) -> None:
+    """Many workers divide the chunk of entries per call, but never below one window's S
+    samples: here a chunk of 6 rows over 4 workers would leave 1 row per call (each window's
+    4 samples in 4 calls per step); the floor keeps one call per window per step."""
+    monkeypatch.setattr(inference, "TOKENS_PER_CHUNK", 6 * 8 * 3)  # 6 rows of 8 × 3
+    net = _network()
+    values, cond, stamps = _windows(4)
+    cfg = replace(SamplingConfig(), sampler="ddim", steps=3, n_samples=4)
+    args = (net, get_schedule("csdi_quad"), values, cond, stamps, cfg, torch.device("cpu"))
+    assert sample_windows(*args, workers=4).network_calls == 4 * 3
 
 
 def test_sampling_workers_one_per_cpu_thread_and_window_else_one() -> None:

@@ -340,11 +340,23 @@ def test_train_does_not_replace_a_trained_model_unasked(trained, capsys) -> None
 
 
 def test_impute_takes_threads_as_train_does(trained, tmp_path, monkeypatch) -> None:
+    """`--threads 1` sets torch's thread count once, and the sampler then runs one worker on
+    it (no other change of the count)."""
     calls: list[int] = []
-    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    real, before = torch.set_num_threads, torch.get_num_threads()
+
+    def record(n: int) -> None:
+        calls.append(n)
+        real(n)
+
+    monkeypatch.setattr(torch, "set_num_threads", record)
     data, _, model = trained
     argv = ["impute", "--model", str(model), "--input", str(data), "--samples", "2"]
-    assert main([*argv, "--steps", "2", "--output", str(tmp_path / "o.csv"), "--threads", "1"]) == 0
+    try:
+        out = tmp_path / "o.csv"
+        assert main([*argv, "--steps", "2", "--output", str(out), "--threads", "1"]) == 0
+    finally:
+        real(before)
     assert calls == [1]
 
 

@@ -39,6 +39,7 @@ import own_data_sets as sets
 
 from csdi import metrics as M
 from csdi.baselines import run_baseline
+from csdi.config import own_data_config
 from csdi.data.windows import stitch, window_starts
 from csdi.imputer import stitch_stride
 from csdi.results import append_record, device_description, git_commit
@@ -47,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BASELINES = ("mean", "locf", "linear", "knn", "iterative")
 PEER = "saits (PyPOTS 1.5)"  # the peer's method name in results.json (`run_peer`)
 #: wall time of the peer's training: our defaults' (`train.max_minutes` in OWN_DATA_DEFAULTS)
-PEER_MINUTES = 8.0
+PEER_MINUTES = own_data_config().train.max_minutes
 #: What each tag of the summary trained with (the README's legend); a tag not here is listed bare
 TAGS = {
     "default": "the first defaults: 64 channels, CSDI's zero prior",
@@ -371,8 +372,9 @@ def write_report(results: Path, report: Path) -> None:
         "from (the same windows, 3/4 of a window apart): the best any imputer that sees one "
         "window at a time can do. The peer `saits (PyPOTS 1.5)`: SAITS (Du, Côté & Liu 2023) as "
         "PyPOTS 1.5 builds it, trained on the same training file for the same wall time as our "
-        "defaults (8 minutes) on the same threads, keeping its best-validation weights "
-        "(`pipelines/benchmarks/peer_saits.py`); one point imputation, so its CRPS is its MAE.",
+        f"defaults ({PEER_MINUTES:g} minutes) on the same threads, keeping its best-validation "
+        "weights (`pipelines/benchmarks/peer_saits.py`); one point imputation, so its CRPS is "
+        "its MAE.",
         "",
         "The Gaussian sets' training files changed in the eleventh session: one continuous draw "
         "of the process, where they had been independent stretches joined end to end (a tenth "

@@ -250,6 +250,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     conv = f", time convolution of width {m.temporal_kernel}" if m.temporal_kernel else ""
     conv += f", distance bias over {m.time_bias} steps" if m.time_bias else ""
     conv += ", feature-pair bias" if m.feature_bias else ""
+    conv += ", conditioning centred per window" if m.cond_centre else ""
     clip = f", gradient norm clipped at {t.grad_clip:g}" if t.grad_clip is not None else ""
     clip += f", Adam beta2 {t.adam_beta2:g}" if t.adam_beta2 != 0.999 else ""
     if group.is_main:

@@ -61,6 +61,7 @@ class ModelConfig:
     temporal_kernel: int = 0  # see NetworkConfig; 0: none (CSDI's network)
     time_bias: int = 0  # see NetworkConfig; 0: none (CSDI's network)
     feature_bias: bool = False  # see NetworkConfig; False: none (CSDI's network)
+    cond_centre: bool = False  # see NetworkConfig; False: the values as given (CSDI's network)
 
 
 @dataclass(frozen=True)

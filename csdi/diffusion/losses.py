@@ -13,6 +13,10 @@ whatever the network writes on non-target entries (even NaN) cannot reach the lo
   "min_snr": t ~ U(0, 1), w = min(SNR(t), 5)/SNR(t) with SNR = α²/σ² = e^(−γ) (Min-SNR-γ,
   Hang et al. 2023, ICCV, eq. 9 for ε-prediction): the low-noise steps, whose targets are
   nearly solved, stop dominating the gradient.
+  "lognormal": w = 1 with the log-SNR λ = −γ drawn from N(1.0, 2.4²), clamped to the
+  schedule's range (EDM's log-normal noise levels, Karras et al. 2022 §5, ln σ ~ N(−1.2, 1.2²)
+  at σ_data = 0.5, restated for unit-scale data): training time moves from the nearly pure
+  noise levels (a fifth of CSDI's t ~ U(0, 1) lies below λ = −5) to the middle ones.
 - `ssm_loss`: sliced score matching (Song et al. 2019, eq. 5), σ_t²-weighted.
 - `fd_ssm_loss`: finite-difference sliced score matching (Pang et al. 2020, §3).
 """
@@ -30,9 +34,13 @@ from csdi.diffusion.conditioning import Conditioning, NoisePredictor
 from csdi.diffusion.parameterization import eps_to_score
 from csdi.diffusion.schedule import NoiseSchedule, alpha_sigma_from_gamma
 
-Weighting = Literal["simple", "elbo", "min_snr"]
+Weighting = Literal["simple", "elbo", "min_snr", "lognormal"]
 #: Min-SNR-γ's clip on the signal-to-noise ratio (Hang et al. 2023 use 5)
 MIN_SNR_GAMMA: Final[float] = 5.0
+#: mean and std of the log-SNR under the "lognormal" weighting: EDM's ln σ ~ N(−1.2, 1.2²) at
+#: σ_data = 0.5 (Karras et al. 2022), i.e. ln(σ/σ_data) ~ N(−0.51, 1.2²), and λ = −2 ln σ for
+#: unit-scale data
+LOGNORMAL_LOGSNR: Final[tuple[float, float]] = (1.02, 2.4)
 ScheduleGradient = Literal["elbo", "variance"]
 Projection = Literal["rademacher", "gaussian"]
 
@@ -126,9 +134,25 @@ def _time_sample(
         # min(SNR, c)/SNR = min(1, c·e^γ); a heuristic weight, so no gradient to the schedule
         weight = (MIN_SNR_GAMMA * torch.exp(gamma.detach())).clamp(max=1.0)
         return TimeSample(t=u, gamma=gamma, weight=weight)
+    if weighting == "lognormal":
+        return lognormal_time(u, schedule)
     raise ValueError(
-        f"unknown DSM weighting {weighting!r}; choose one of ['elbo', 'min_snr', 'simple']"
+        f"unknown DSM weighting {weighting!r}; "
+        "choose one of ['elbo', 'lognormal', 'min_snr', 'simple']"
     )
+
+
+def lognormal_time(u: Tensor, schedule: NoiseSchedule) -> TimeSample:
+    """Times whose log-SNR λ = −γ(t) is N(μ, s²) (`LOGNORMAL_LOGSNR`) by inversion of the
+    uniforms u, clamped to [−γ(1), −γ(0)]; weight 1. A heuristic law like Min-SNR's: no
+    gradient reaches the schedule (a learned one refuses it)."""
+    mean, std = LOGNORMAL_LOGSNR
+    g0, g1 = (float(g) for g in schedule_endpoints(schedule, u))
+    tiny = torch.finfo(u.dtype).tiny
+    gamma = (-(mean + std * torch.special.ndtri(u.clamp(tiny, 1.0 - 1e-7)))).clamp(g0, g1)
+    with torch.no_grad():
+        t = schedule.t_of_gamma(gamma.detach())
+    return TimeSample(t=t, gamma=schedule.gamma(t).detach(), weight=torch.ones_like(u))
 
 
 def _check_shapes(x0: Tensor, target_mask: Tensor) -> Tensor:
@@ -244,7 +268,8 @@ def dsm_loss(
     weighted ½(γ₁ − γ₀) (`gamma_uniform_time`, lower variance, implicit gradient to a learned
     schedule), otherwise t ~ U(0, 1) with weight ½γ'(t) differentiated through the schedule.
     Both paths are unbiased for the same value and the same schedule gradient. weighting
-    "min_snr": t ~ U(0, 1), w = min(SNR, 5)/SNR (Min-SNR-γ, Hang et al. 2023).
+    "min_snr": t ~ U(0, 1), w = min(SNR, 5)/SNR (Min-SNR-γ, Hang et al. 2023). weighting
+    "lognormal": w = 1, t with −γ(t) ~ N(`LOGNORMAL_LOGSNR`) (`lognormal_time`).
     antithetic: t (or γ) spread as (u + b/B) mod 1 over the batch. `schedule_gradient`:
     "elbo" (the loss's own gradient) or "variance" (a learned schedule descends the variance
     of the per-window terms, VDM's rule for the schedule's interior; see `dsm_terms`).
@@ -376,6 +401,7 @@ OBJECTIVES: Final[dict[str, Objective]] = {
     "dsm_simple": partial(dsm_loss, weighting="simple"),
     "dsm_elbo": partial(dsm_loss, weighting="elbo"),
     "dsm_min_snr": partial(dsm_loss, weighting="min_snr"),
+    "dsm_lognormal": partial(dsm_loss, weighting="lognormal"),
     "ssm": ssm_loss,
     "fd_ssm": fd_ssm_loss,
 }
@@ -389,6 +415,7 @@ def get_objective(name: str) -> Objective:
 
 
 __all__ = [
+    "LOGNORMAL_LOGSNR",
     "MIN_SNR_GAMMA",
     "OBJECTIVES",
     "Objective",
@@ -398,6 +425,7 @@ __all__ = [
     "fd_ssm_loss",
     "gamma_uniform_time",
     "get_objective",
+    "lognormal_time",
     "noisy",
     "per_window_sum",
     "schedule_endpoints",

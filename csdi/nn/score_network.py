@@ -63,6 +63,12 @@ class NetworkConfig:
         features to its attention scores, zero-initialised: which series inform which, from
         the first layer on, where CSDI's learns it from the feature embeddings alone. Needs
         attention over all features (no `feature_subset`).
+    cond_centre: the conditioning channels are centred per window and feature on the mean of
+        the feature's given values (0 where it has none), as RevIN centres a model's inputs
+        (Kim et al. 2022): the network sees each series' shape, not its level, so a later
+        period that drifts to levels the training rows rarely reached (a random walk, a
+        trend) is read like the training windows. Meant for the residual prior, whose noisy
+        state is itself level-free; with CSDI's zero prior the network would lose the level.
     """
 
     n_features: int
@@ -81,6 +87,7 @@ class NetworkConfig:
     temporal_kernel: int = 0
     time_bias: int = 0
     feature_bias: bool = False
+    cond_centre: bool = False
 
     def __post_init__(self) -> None:
         if self.n_features < 1:
@@ -249,6 +256,10 @@ class ScoreNetwork(nn.Module):
             timestamps = cond.timestamps
         given = cond.mask.bool()
         masked = torch.where(given, cond.x, 0.0)
+        if self.config.cond_centre:
+            n_given = given.sum(dim=-1, keepdim=True).clamp_min(1)  # (B, K, 1)
+            level = masked.sum(dim=-1, keepdim=True) / n_given  # 0 where none is given
+            masked = torch.where(given, masked - level, 0.0)
         channels = [] if self.config.cond_input == "interpolated" else [masked]
         if self.config.cond_input != "masked":
             channels.append(linear_fill(masked, given))

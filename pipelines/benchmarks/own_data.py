@@ -472,7 +472,7 @@ def main() -> None:
     if not args.report:
         data_dir = Path(os.environ.get("CSDI_DATA_DIR", ROOT.parent / "shared" / "data"))
         wanted = [s for s in args.sets.split(",") if s]
-        for ds in sets.build_all(data_dir):
+        for ds in [*sets.build_all(data_dir), *sets.build_probes(data_dir)]:
             if wanted and ds.name not in wanted:
                 continue
             if args.oracles:  # no training: the exact conditionals only

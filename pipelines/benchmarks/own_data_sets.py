@@ -20,6 +20,17 @@ Real sets (no oracle; baselines are the bar):
   hidden and a 12-hour gap in two columns.
 - etth1: the 7 ETTh1 columns; first 6 months to train, the next 2 months to impute, 20 %
   hidden and a 24-hour gap in two columns.
+Probe sets (`build_probes`), added after every default was chosen and never used to choose one:
+the check that the defaults carry to files they were not tuned on.
+- exchange: 8 daily exchange rates (random-walk-like, the test period drifting beyond the
+  training range); 6 000 days to train, the next 1 000 to impute, 20 % hidden and a 20-day gap
+  in two columns.
+- etth2_ot: one column (ETTh2's oil temperature), hourly; 6 months to train, 2 to impute, 20 %
+  hidden and a 24-hour gap.
+- ettm1: the 7 ETTm1 columns every 15 minutes; 8 000 rows (83 days) to train, the next 2 000 to
+  impute, 20 % hidden and a 12-hour (48-row) gap in two columns.
+- pm25_wide: all 36 Beijing stations, May–Oct to train, Nov–Dec to impute, 20 % hidden and a
+  12-hour gap in four columns.
 """
 
 from __future__ import annotations
@@ -236,6 +247,56 @@ def etth1(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
     observed = np.ones((1464, frame.shape[1]), bool)
     hidden = _hide(observed, rng, 0.2, 24, [1, 6])
     return OwnDataSet("etth1", frame, 4380, hidden)
+
+
+def exchange(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
+    values = pd.read_csv(data_dir / "exchange_rate" / "exchange_rate.txt.gz", header=None)
+    frame = values.iloc[:7000].astype(float)
+    frame.columns = [f"rate_{c}" for c in frame.columns]
+    frame.index = pd.date_range("1990-01-01", periods=len(frame), freq="D", name="time")
+    hidden = _hide(np.ones((1000, frame.shape[1]), bool), rng, 0.2, 20, [2, 5])
+    return OwnDataSet("exchange", frame, 6000, hidden)
+
+
+def etth2_ot(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
+    frame = pd.read_csv(data_dir / "ett" / "ETTh2.csv.gz", index_col="date", parse_dates=True)
+    frame.index.name = "time"
+    frame = frame[["OT"]].iloc[: 4380 + 1464].astype(float)
+    hidden = _hide(np.ones((1464, 1), bool), rng, 0.2, 24, [0])
+    return OwnDataSet("etth2_ot", frame, 4380, hidden)
+
+
+def ettm1(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
+    frame = pd.read_csv(data_dir / "ett" / "ETTm1.csv.gz", index_col="date", parse_dates=True)
+    frame.index.name = "time"
+    frame = frame.iloc[: 8000 + 2000].astype(float)
+    hidden = _hide(np.ones((2000, frame.shape[1]), bool), rng, 0.2, 48, [0, 6])
+    return OwnDataSet("ettm1", frame, 8000, hidden)
+
+
+def pm25_wide(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
+    raw = pd.read_csv(data_dir / "pm25_stmvl" / "pm25_ground.txt.gz", index_col="datetime")
+    raw.index = pd.to_datetime(raw.index)
+    frame = raw.astype(float).loc["2014-05-01":"2014-12-31"]
+    frame.columns = [f"station_{c}" for c in frame.columns]
+    frame.index.name = "time"
+    n_train = int((frame.index < "2014-11-01").sum())
+    observed = frame.iloc[n_train:].notna().to_numpy()
+    hidden = _hide(observed, rng, 0.2, 12, [0, 9, 18, 27])
+    return OwnDataSet("pm25_wide", frame, n_train, hidden)
+
+
+def build_probes(data_dir: Path | None, seed: int = 0) -> list[OwnDataSet]:
+    """The probe sets (module docstring) whose benchmark files `data_dir` holds."""
+    found: list[OwnDataSet] = []
+    if data_dir is not None and (data_dir / "exchange_rate").is_dir():
+        found.append(exchange(data_dir, np.random.default_rng(seed + 20)))
+    if data_dir is not None and (data_dir / "ett").is_dir():
+        found.append(etth2_ot(data_dir, np.random.default_rng(seed + 21)))
+        found.append(ettm1(data_dir, np.random.default_rng(seed + 22)))
+    if data_dir is not None and (data_dir / "pm25_stmvl").is_dir():
+        found.append(pm25_wide(data_dir, np.random.default_rng(seed + 23)))
+    return found
 
 
 def build_all(data_dir: Path | None, seed: int = 0) -> list[OwnDataSet]:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from csdi.diffusion.conditioning import Conditioning, NoisePredictor
 from csdi.diffusion.gaussian import GaussianOracle
 from csdi.diffusion.losses import (
+    LOGNORMAL_LOGSNR,
     MIN_SNR_GAMMA,
     OBJECTIVES,
     Weighting,
@@ -77,8 +78,9 @@ def problem() -> Problem:
 
 
 def test_registry_and_unknown_names() -> None:
-    assert set(OBJECTIVES) == {"dsm_simple", "dsm_elbo", "dsm_min_snr", "ssm", "fd_ssm"}
-    with pytest.raises(ValueError, match=r"nope.*dsm_elbo.*dsm_min_snr.*dsm_simple.*fd_ssm.*ssm"):
+    names = {"dsm_simple", "dsm_elbo", "dsm_min_snr", "dsm_lognormal", "ssm", "fd_ssm"}
+    assert set(OBJECTIVES) == names
+    with pytest.raises(ValueError, match=r"nope.*dsm_elbo.*dsm_lognormal.*dsm_min_snr.*fd_ssm"):
         get_objective("nope")
 
 
@@ -213,17 +215,21 @@ def test_antithetic_times_lower_variance() -> None:
         assert float(anti.var()) < 0.25 * float(iid.var()), weighting
 
 
-def test_min_snr_weighting_has_its_closed_form_expectation() -> None:
+def test_min_snr_and_lognormal_weightings_have_their_closed_form_expectations() -> None:
     # x ~ N(0, I) with the exact ε̂ = σ_t z: E‖ε − ε̂‖² = α_t² per entry, so the Min-SNR-γ loss
-    # per target entry has expectation ∫₀¹ min(1, 5·e^γ(t)) α_t² dt (Hang et al. 2023), and
-    # the simple loss ∫₀¹ α_t² dt; the two differ by far more than the Monte Carlo error
+    # per target entry has expectation ∫₀¹ min(1, 5·e^γ(t)) α_t² dt (Hang et al. 2023), the
+    # simple loss ∫₀¹ α_t² dt, and the log-normal one E[sigmoid(λ)] over its clamped
+    # λ ~ N(μ, s²); each differs from the simple one by far more than the Monte Carlo error
     x0, cond, target, schedule, exact = _standard_normal_windows()
 
-    t = (torch.arange(200_000, dtype=DT) + 0.5) / 200_000  # midpoint rule
+    t = (torch.arange(200_000, dtype=DT) + 0.5) / 200_000  # midpoint rule, in t and in u
     gamma = schedule.gamma(t)
     alpha2 = torch.sigmoid(-gamma)
+    mu, s = LOGNORMAL_LOGSNR
+    lam = (mu + s * torch.special.ndtri(t)).clamp(-schedule.gamma_max, -schedule.gamma_min)
     expected = {
         "min_snr": float((torch.clamp(MIN_SNR_GAMMA * torch.exp(gamma), max=1.0) * alpha2).mean()),
+        "lognormal": float(torch.sigmoid(lam).mean()),
         "simple": float(alpha2.mean()),
     }
     n = 200
@@ -245,7 +251,8 @@ def test_min_snr_weighting_has_its_closed_form_expectation() -> None:
         )
         mean, se = _mean_se(losses)
         assert abs(mean - value) < 4 * se, (weighting, mean, value, se)
-        assert abs(expected["min_snr"] - expected["simple"]) > 20 * se
+        if weighting != "simple":
+            assert abs(value - expected["simple"]) > 20 * se, weighting
 
 
 class ToyEps(nn.Module):

@@ -92,6 +92,21 @@ def test_output_ignores_z_at_cond_entries_and_x_elsewhere() -> None:
     assert not torch.equal(net(torch.where(given, z, z + 1.0), t, cond), out)
 
 
+@pytest.mark.parametrize("cond_input", ["masked", "interpolated", "both"])
+def test_centred_conditioning_ignores_each_series_level(cond_input: str) -> None:
+    """cond_centre: adding a constant per window and feature to the given values leaves ε̂
+    unchanged (to float64 rounding), for every conditioning input; without it ε̂ moves."""
+    config = NetworkConfig(n_features=4, cond_input=cond_input, cond_centre=True)  # type: ignore[arg-type]
+    net = _network(config).double().eval()
+    z, t, cond = _batch(3, 4, 12, seed=4, dtype=torch.float64)
+    shift = 50.0 * torch.randn(3, 4, 1, generator=_generator(5), dtype=torch.float64)
+    shifted = Conditioning(x=cond.x + shift, mask=cond.mask, timestamps=cond.timestamps)
+    out = net(z, t, cond)
+    torch.testing.assert_close(net(z, t, shifted), out, rtol=0, atol=1e-9)
+    plain = _network(replace(config, cond_centre=False)).double().eval()
+    assert (plain(z, t, shifted) - plain(z, t, cond)).abs().max() > 1e-2
+
+
 def test_parameter_count_matches_csdi_physio() -> None:
     """K = 35, C = 64, 4 layers: 414 065 parameters (CSDI's physio model: ≈ 0.41 M)."""
     c, e, k, side = 64, 128, 35, 128 + 16 + 1

@@ -230,7 +230,14 @@ class Imputer:
         """
         torch.manual_seed(self.config.train.seed)  # parameter initialisation only
         self.scaler = scaler
-        self.bounds = fit_bounds(train.values, train.observed, scaler)
+        # the range of every row the user gave: the validation rows (the file's latest) too
+        seen = [train] if valid is None else [train, valid]
+        k = train.values.shape[-1]
+        self.bounds = fit_bounds(
+            np.concatenate([w.values.reshape(-1, k) for w in seen]),
+            np.concatenate([w.observed.reshape(-1, k) for w in seen]),
+            scaler,
+        )
         self.feature_names = train.feature_names
         self.network = self._build(len(train.feature_names))
         self.schedule = get_schedule(self.config.diffusion.schedule)
@@ -332,10 +339,12 @@ class Imputer:
         progress: bool = False,
         purify: Purification | None = None,
         first_window: int = 0,
+        bounds: ValueBounds | None = None,
     ) -> tuple[np.ndarray, float, int]:
         """Samples (N, S, L, K) in normalised units given `windows.cond` (default: observed);
         with `purify` those entries are noisy observations to purify. `first_window`:
-        the index of the first window in the whole set (a shard's offset; its seeds follow)."""
+        the index of the first window in the whole set (a shard's offset; its seeds follow).
+        `bounds`: the range x̂₀ is clipped to (None: the training range, `self.bounds`)."""
         network = self._require_fitted()
         cfg = sampling or self.config.sampling
         cond = windows.observed if windows.cond is None else windows.cond
@@ -348,7 +357,7 @@ class Imputer:
             cfg,
             self.device,
             progress=progress,
-            bounds=self.bounds,
+            bounds=self.bounds if bounds is None else bounds,
             purify=purify,
             first_window=first_window,
             prior=self.prior,
@@ -362,6 +371,7 @@ class Imputer:
         *,
         progress: bool = False,
         purify: Purification | None = None,
+        bounds: ValueBounds | None = None,
     ) -> tuple[np.ndarray, float, int]:
         """`sample_normalised` of all windows, split over the ranks of a torchrun group
         (`self.distributed`): each rank samples a contiguous share with the seeds one process
@@ -370,7 +380,9 @@ class Imputer:
         rank's; network calls: all ranks'."""
         group = self.distributed
         if not group.enabled:
-            return self.sample_normalised(windows, sampling, progress=progress, purify=purify)
+            return self.sample_normalised(
+                windows, sampling, progress=progress, purify=purify, bounds=bounds
+            )
         mine = group.shard(len(windows))
         part = self.sample_normalised(
             windows.subset(mine),
@@ -378,6 +390,7 @@ class Imputer:
             progress=progress and group.is_main,
             purify=purify,
             first_window=int(mine[0]) if len(mine) else 0,
+            bounds=bounds,
         )
         parts = [p for p in group.all_gather(part) if isinstance(p, tuple)]
         samples = np.concatenate([p[0] for p in parts])  # (N, S, L, K)
@@ -483,15 +496,20 @@ class Imputer:
                 f"the input has {windows.values.shape[2]}"
             )
         scaled = replace(windows, values=self.scaler.transform(windows.values, windows.observed))
+        bounds = (  # the training range, and the input's own where it drifts beyond it
+            None
+            if self.bounds is None
+            else self.bounds.covering(scaled.values, scaled.observed, self.scaler)
+        )
         if isinstance(data, pd.DataFrame):
-            samples, seconds, calls = self._impute_series(scaled, cfg, purify)
+            samples, seconds, calls = self._impute_series(scaled, cfg, purify, bounds)
         else:
             samples, seconds, calls = self.sample_sharded(
-                scaled, cfg, progress=progress, purify=purify
+                scaled, cfg, progress=progress, purify=purify, bounds=bounds
             )
         values = self.scaler.inverse(samples)  # (N, S, L, K) data units
-        if self.bounds is not None and cfg.clip:  # exact in data units (0 stays 0)
-            values = self.bounds.clip_data(values)
+        if bounds is not None and cfg.clip:  # exact in data units (0 stays 0)
+            values = bounds.clip_data(values)
         if purify is None:
             observed = windows.observed[:, None]
             values = np.where(observed, raw[:, None], values)  # observed entries bit-exact
@@ -541,7 +559,11 @@ class Imputer:
         return std / self.scaler.std
 
     def _impute_series(
-        self, one: WindowSet, cfg: SamplingConfig, purify: Purification | None = None
+        self,
+        one: WindowSet,
+        cfg: SamplingConfig,
+        purify: Purification | None = None,
+        bounds: ValueBounds | None = None,
     ) -> tuple[np.ndarray, float, int]:
         """One long series (1, T, K) → samples (1, S, T, K) window by window, stitched."""
         n_rows = one.values.shape[1]
@@ -555,7 +577,7 @@ class Imputer:
             timestamps=np.broadcast_to(np.arange(length, dtype=np.float32), idx.shape).copy(),
             feature_names=one.feature_names,
         )
-        samples, seconds, calls = self.sample_sharded(windows, cfg, purify=purify)
+        samples, seconds, calls = self.sample_sharded(windows, cfg, purify=purify, bounds=bounds)
         return stitch(samples, starts, n_rows)[None], seconds, calls  # (1, S, T, K)
 
     # ------------------------------------------------------------------ persistence

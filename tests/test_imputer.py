@@ -115,13 +115,24 @@ def test_model_directory_errors(tiny_config, tmp_path) -> None:
         Imputer.load(tmp_path / "m")
 
 
+def test_bounds_hold_the_validation_rows_too(tiny_config) -> None:
+    """A series that reaches its highest values only in its last rows (the validation split of
+    a user's file): the stored range holds them, so they are never clipped away."""
+    data = np.abs(_windows(24, 12, 2, 0.3, seed=7))  # (24, 12, 2) in (0, ~3)
+    valid = data[:4] + 10.0  # the latest rows, above every training value
+    imputer = Imputer(tiny_config).fit(data, valid=valid, progress=False)
+    assert imputer.bounds is not None
+    assert np.all(imputer.bounds.data_high >= np.nanmax(valid, axis=(0, 1)))
+
+
 @pytest.mark.parametrize("sampler", ["ancestral", "dpm_solver", "ode", "ddim", "sde"])
 def test_conditioning_beyond_the_training_range_stays_inside_the_bounds(
     tiny_config, sampler: str
 ) -> None:
-    """Trained on values in (0, 2), imputing a window whose given values are in the thousands
-    (a drifted sensor): every sample of every missing entry stays inside the stored bounds,
-    which a non-negative column puts at exactly 0 below."""
+    """Trained on values in (0, 2), imputing windows whose given values are in the thousands
+    (a drifted sensor): every sample of every missing entry stays inside the stored training
+    range (exactly 0 below for a non-negative column) joined with the range the input's own
+    given values span, 10 % of that span beyond them (`ValueBounds.covering`)."""
     data = np.abs(_windows(24, 12, 2, 0.3, seed=7))  # (24, 12, 2), ≥ 0
     imputer = Imputer(tiny_config).fit(data, progress=False)
     assert imputer.bounds is not None
@@ -129,11 +140,14 @@ def test_conditioning_beyond_the_training_range_stays_inside_the_bounds(
     assert b.data_low.tolist() == [0.0, 0.0] and np.all(b.data_high < 10.0)
     drifted = 1000.0 * (1.0 + data[:3])  # observed values far above anything seen
     drifted[:, 4:8, 0] = np.nan  # a gap to fill
+    lo, hi = np.nanmin(drifted, axis=(0, 1)), np.nanmax(drifted, axis=(0, 1))  # (K,)
+    high = np.maximum(b.data_high, hi + 0.1 * (hi - lo)) * (1 + 1e-6)
+    assert np.all(high > 2000.0)
     result = imputer.impute(drifted, n_samples=8, sampler=sampler, steps=6)
     missing = np.isnan(drifted)[:, None].repeat(8, axis=1)  # (N, S, L, K)
     k_of = np.broadcast_to(np.arange(2), missing.shape)[missing]
     imputed = result.samples[missing]
-    assert np.all(imputed >= b.data_low[k_of]) and np.all(imputed <= b.data_high[k_of])
+    assert np.all(imputed >= 0.0) and np.all(imputed <= high[k_of])
     observed = ~missing
     assert np.array_equal(
         result.samples[observed], np.broadcast_to(drifted[:, None], missing.shape)[observed]

@@ -195,6 +195,22 @@ class ValueBounds:
         """values (…, K) in data units clipped to [data_low, data_high]."""
         return np.clip(values, self.data_low, self.data_high)
 
+    def covering(self, values: np.ndarray, observed: np.ndarray, scaler: Scaler) -> ValueBounds:
+        """This range joined with `fit_bounds` of an input's given values (…, K), model units.
+
+        What the input to impute shows is also something the series has done: a later period
+        that trends beyond the training range (a random walk, a growing load) is imputed at its
+        own level instead of being clipped to the training one, while a sample still cannot
+        stray far from every value seen. A feature the input gives no value keeps this range."""
+        seen = fit_bounds(values, observed, scaler)
+        lows, highs = np.isfinite(seen.low), np.isfinite(seen.high)
+        return ValueBounds(
+            low=np.where(lows, np.minimum(self.low, seen.low), self.low),
+            high=np.where(highs, np.maximum(self.high, seen.high), self.high),
+            data_low=np.where(lows, np.minimum(self.data_low, seen.data_low), self.data_low),
+            data_high=np.where(highs, np.maximum(self.data_high, seen.data_high), self.data_high),
+        )
+
 
 def fit_bounds(
     values: np.ndarray, observed: np.ndarray, scaler: Scaler, margin: float = BOUND_MARGIN

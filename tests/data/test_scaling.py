@@ -83,3 +83,35 @@ def test_bounds_span_the_training_range_and_keep_non_negative_columns_non_negati
     obs[:, 1] = False
     b = fit_bounds(z, obs, s)
     assert b.low[1] == -np.inf and b.high[1] == np.inf
+
+
+def test_bounds_cover_an_input_that_drifts_beyond_the_training_range() -> None:
+    """`covering`: the training range 7..13 (6.4..13.6 with its margin) joined with the given
+    values of a later input, each widened by 10 % of its own span: an input at 20..30 gives
+    6.4..31; one inside the training range, or with no given value, changes nothing; a
+    non-negative column stays at 0 below unless the input itself goes negative."""
+    train = np.linspace(7.0, 13.0, 50)[:, None]
+    one = np.ones_like(train, bool)
+    s = fit_sensor_scaler(train, one, log_transform="none")
+    b = fit_bounds(s.transform(train, one), one, s, margin=0.1)
+
+    def cover(later: np.ndarray, given: np.ndarray | None = None):  # type: ignore[no-untyped-def]
+        given = np.ones_like(later, bool) if given is None else given
+        return b.covering(s.transform(later, given), given, s)
+
+    wide = cover(np.linspace(20.0, 30.0, 11)[:, None])
+    np.testing.assert_allclose([wide.data_low[0], wide.data_high[0]], [6.4, 31.0], rtol=1e-6)
+    np.testing.assert_allclose(s.inverse(np.stack([wide.low, wide.high]))[:, 0], [6.4, 31.0])
+    inside = cover(np.linspace(8.0, 12.0, 11)[:, None])
+    assert inside.to_dict() == b.to_dict()
+    assert cover(np.full((5, 1), 25.0), np.zeros((5, 1), bool)).to_dict() == b.to_dict()
+    # a non-negative column: 0 below stays 0 for non-negative input, follows a negative one
+    pos = np.abs(_columns()[:, 1:2] - 20.0)  # ≥ 0, linearly scaled
+    obs = np.ones_like(pos, bool)
+    sp = fit_sensor_scaler(pos, obs, log_transform="none")
+    bp = fit_bounds(sp.transform(pos, obs), obs, sp)
+    assert bp.data_low[0] == 0.0
+    later = np.linspace(0.0, 2.0 * pos.max(), 9)[:, None]
+    obs_l = np.ones_like(later, bool)
+    assert bp.covering(sp.transform(later, obs_l), obs_l, sp).data_low[0] == 0.0
+    assert bp.covering(sp.transform(later - 1.0, obs_l), obs_l, sp).data_low[0] < -1.0

@@ -21,6 +21,8 @@ LOG_SKEWNESS = 1.5
 LOG_OFFSET_QUANTILE = 0.1
 #: Share of the training range added on either side of the value bounds.
 BOUND_MARGIN = 0.1
+#: the quantiles of an input's given values that `ValueBounds.covering` joins the range with
+INPUT_QUANTILE = 0.005
 #: Largest |value| in model units the network can take: it computes in 32-bit floats, where the
 #: squares of values much beyond this overflow (a reading 10¹² scales from its column's centre
 #: is a data error, not a measurement).
@@ -201,8 +203,10 @@ class ValueBounds:
         What the input to impute shows is also something the series has done: a later period
         that trends beyond the training range (a random walk, a growing load) is imputed at its
         own level instead of being clipped to the training one, while a sample still cannot
-        stray far from every value seen. A feature the input gives no value keeps this range."""
-        seen = fit_bounds(values, observed, scaler)
+        stray far from every value seen. The input's range is taken between its 0.5 % and
+        99.5 % quantiles (`INPUT_QUANTILE`), so a few glitches in it (an error code of 99999)
+        do not open the range. A feature the input gives no value keeps this range."""
+        seen = fit_bounds(values, observed, scaler, quantile=INPUT_QUANTILE)
         lows, highs = np.isfinite(seen.low), np.isfinite(seen.high)
         return ValueBounds(
             low=np.where(lows, np.minimum(self.low, seen.low), self.low),
@@ -213,11 +217,16 @@ class ValueBounds:
 
 
 def fit_bounds(
-    values: np.ndarray, observed: np.ndarray, scaler: Scaler, margin: float = BOUND_MARGIN
+    values: np.ndarray,
+    observed: np.ndarray,
+    scaler: Scaler,
+    margin: float = BOUND_MARGIN,
+    quantile: float = 0.0,
 ) -> ValueBounds:
     """[min − m·span, max + m·span] of each feature's observed training values (…, K) in model
     units, span = max − min, m = `margin`; a feature that never went below 0 in data units is
-    never sent below 0. A feature with no observed value is left unbounded."""
+    never sent below 0. A feature with no observed value is left unbounded. `quantile` q > 0:
+    the q and 1 − q quantiles in place of the min and max."""
     k = values.shape[-1]
     zero = scaler.transform(np.zeros((1, k)), np.ones((1, k), bool))[0].astype(np.float64)
     low, high = np.full(k, -np.inf), np.full(k, np.inf)
@@ -225,7 +234,7 @@ def fit_bounds(
     for j, c in enumerate(_columns(values, observed)):
         if c.size == 0:
             continue
-        lo, hi = float(c.min()), float(c.max())
+        lo, hi = (float(v) for v in np.quantile(c, [quantile, 1.0 - quantile]))
         span = max(hi - lo, 1e-6)
         low[j], high[j] = lo - margin * span, hi + margin * span
         if lo >= zero[j] - 1e-6 and low[j] <= zero[j]:  # non-negative, the margin reaches 0

@@ -87,8 +87,8 @@ def test_bounds_span_the_training_range_and_keep_non_negative_columns_non_negati
 
 def test_bounds_cover_an_input_that_drifts_beyond_the_training_range() -> None:
     """`covering`: the training range 7..13 (6.4..13.6 with its margin) joined with the given
-    values of a later input, each widened by 10 % of its own span: an input at 20..30 gives
-    6.4..31; one inside the training range, or with no given value, changes nothing; a
+    values of a later input between their 0.5 % and 99.5 % quantiles, widened by 10 % of that
+    span; one inside the training range, or with no given value, changes nothing; a
     non-negative column stays at 0 below unless the input itself goes negative."""
     train = np.linspace(7.0, 13.0, 50)[:, None]
     one = np.ones_like(train, bool)
@@ -99,9 +99,14 @@ def test_bounds_cover_an_input_that_drifts_beyond_the_training_range() -> None:
         given = np.ones_like(later, bool) if given is None else given
         return b.covering(s.transform(later, given), given, s)
 
-    wide = cover(np.linspace(20.0, 30.0, 11)[:, None])
-    np.testing.assert_allclose([wide.data_low[0], wide.data_high[0]], [6.4, 31.0], rtol=1e-6)
-    np.testing.assert_allclose(s.inverse(np.stack([wide.low, wide.high]))[:, 0], [6.4, 31.0])
+    # 20..30 on an even grid: quantiles 0.5 % and 99.5 % at 20.05 and 29.95, 29.95 + 0.99
+    later = np.linspace(20.0, 30.0, 1001)[:, None]
+    wide = cover(later)
+    np.testing.assert_allclose([wide.data_low[0], wide.data_high[0]], [6.4, 30.94], rtol=1e-6)
+    np.testing.assert_allclose(s.inverse(np.stack([wide.low, wide.high]))[:, 0], [6.4, 30.94])
+    glitch = later.copy()
+    glitch[500] = 99999.0  # an error code in the input does not open the range
+    assert cover(glitch).data_high[0] < 31.0
     inside = cover(np.linspace(8.0, 12.0, 11)[:, None])
     assert inside.to_dict() == b.to_dict()
     assert cover(np.full((5, 1), 25.0), np.zeros((5, 1), bool)).to_dict() == b.to_dict()

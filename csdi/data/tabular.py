@@ -4,7 +4,8 @@ Layouts: wide (a time column plus one column per feature) or long (time, variabl
 The delimiter (`,`, `;`, tab, `|`) and a decimal comma are detected from the first lines, as
 spreadsheet exports need. Blank / NA cells are missing. Anything else that is not a number is
 an error naming the file, column, value and line, never silently coerced; text columns are
-rejected (or dropped on request).
+rejected (or dropped on request). Rows missing from a regular time grid (a logger that was
+off) are put back as empty rows, so they are imputed and the model's steps are equal times.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ logger = logging.getLogger(__name__)
 TIME_NAMES = ("time", "date", "datetime", "timestamp")
 VARIABLE_NAMES = ("variable", "feature", "parameter", "name")
 VALUE_NAMES = ("value",)
+#: The most empty rows `regular_grid` adds, as a multiple of the rows the file has: beyond it
+#: the time stamps are taken as irregular rather than a grid with long holes
+MAX_ADDED_ROWS_FACTOR = 1.0
 #: Largest finite 32-bit float: the model's arithmetic (a larger value would become inf)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -277,8 +281,60 @@ def read_table(
         is_long = raw.shape[1] == 3 and _pick(raw, VARIABLE_NAMES) and _pick(raw, VALUE_NAMES)
         layout = "long" if is_long else "wide"
     if layout == "long":
-        return _long(path, raw, time_column)
-    return _wide(path, raw, time_column, drop_non_numeric)
+        return regular_grid(path, _long(path, raw, time_column))
+    return regular_grid(path, _wide(path, raw, time_column, drop_non_numeric))
+
+
+def regular_grid(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` (sorted, unique time stamps) with the rows a regular grid lacks added, empty.
+
+    The grid's step is the most common difference between consecutive time stamps (dates or
+    numbers). When every difference is a whole multiple of it, the missing steps are inserted
+    as all-NaN rows and a warning names how many and the first; the model then sees equal
+    times between its steps, and `csdi impute` fills the lost rows too. Time stamps that are
+    not on one grid, or a grid that would more than double the rows
+    (`MAX_ADDED_ROWS_FACTOR`), are left as they are, with a warning that rows are taken as
+    equally spaced."""
+    index = frame.index
+    if len(index) < 3 or isinstance(index, pd.RangeIndex):
+        return frame
+    if isinstance(index, pd.DatetimeIndex):
+        stamps = index.as_unit("ns").asi8.astype(np.float64)  # ns, whatever unit was parsed
+    elif pd.api.types.is_numeric_dtype(index):
+        stamps = index.to_numpy(dtype=np.float64)
+    else:
+        return frame
+    gaps = np.diff(stamps)
+    values, counts = np.unique(gaps, return_counts=True)
+    step = float(values[counts.argmax()])
+    positions = (stamps - stamps[0]) / step  # (T,) steps since the first row
+    rounded = np.round(positions)
+    n_rows = int(rounded[-1]) + 1
+    on_grid = step > 0 and np.allclose(positions, rounded, rtol=0, atol=1e-6)
+    if on_grid and n_rows == len(index):
+        return frame
+    if not on_grid or n_rows - len(index) > MAX_ADDED_ROWS_FACTOR * len(index):
+        logger.warning(
+            "%s: the time stamps are not on one regular grid; rows are taken as equally spaced",
+            path,
+        )
+        return frame
+    if isinstance(index, pd.DatetimeIndex):
+        grid: pd.Index = pd.date_range(index[0], periods=n_rows, freq=pd.Timedelta(int(step)))
+    else:
+        grid = pd.Index(stamps[0] + step * np.arange(n_rows))
+    grid.name = index.name
+    full = pd.DataFrame(np.nan, index=grid, columns=frame.columns)
+    full.iloc[rounded.astype(np.int64)] = frame.to_numpy(dtype=np.float64)
+    first = grid[np.setdiff1d(np.arange(n_rows), rounded.astype(np.int64))[0]]
+    logger.warning(
+        "%s: %d time steps missing from the grid of %s added as empty rows (the first at %s)",
+        path,
+        n_rows - len(index),
+        pd.Timedelta(int(step)) if isinstance(index, pd.DatetimeIndex) else f"{step:g}",
+        first,
+    )
+    return full
 
 
 def frame_to_windows(

@@ -132,3 +132,37 @@ def test_semicolon_csv_with_decimal_commas(tmp_path: Path) -> None:
     tabs = tmp_path / "tabs.csv"
     tabs.write_text("t\tx\n0\t1.5\n1\t2\n")
     assert read_table(tabs)["x"].tolist() == [1.5, 2.0]
+
+
+def test_rows_missing_from_a_regular_grid_come_back_empty(tmp_path: Path, caplog) -> None:
+    """Hourly stamps with 02:00 and 05:00–06:00 absent: the three rows return as NaN rows
+    at their times, the given ones unchanged and in place, with a warning naming the count
+    and the first; the same for numeric time stamps (steps of 0.5), in the long layout too."""
+    hours = [0, 1, 3, 4, 7, 8]
+    text = "time,a,b\n" + "".join(f"2024-03-01 {h:02d}:00,{h},{10 * h}\n" for h in hours)
+    with caplog.at_level(logging.WARNING):
+        frame = read_table(_write(tmp_path, text))
+    assert "3 time steps missing" in caplog.text and "2024-03-01 02:00:00" in caplog.text
+    assert list(frame.index) == list(pd.date_range("2024-03-01", periods=9, freq="h"))
+    assert frame.index.name == "time"
+    np.testing.assert_array_equal(frame["a"].to_numpy(), [0, 1, np.nan, 3, 4, np.nan, np.nan, 7, 8])
+    assert np.array_equal(frame["b"].dropna().to_numpy(), 10.0 * np.array(hours))
+    numeric = read_table(_write(tmp_path, "t,a\n1.0,1\n1.5,2\n2.5,4\n3.0,5\n", "n.csv"))
+    np.testing.assert_allclose(numeric.index.to_numpy(), [1.0, 1.5, 2.0, 2.5, 3.0])
+    np.testing.assert_array_equal(numeric["a"].to_numpy(), [1, 2, np.nan, 4, 5])
+    long = "time,variable,value\n" + "".join(f"2024-03-01 {h:02d}:00,a,{h}\n" for h in hours)
+    assert len(read_table(_write(tmp_path, long, "long.csv"))) == 9
+
+
+def test_irregular_time_stamps_are_left_as_they_are(tmp_path: Path, caplog) -> None:
+    """Stamps on no common grid, or a grid that would more than double the rows, stay as
+    given, with a warning that rows are taken as equally spaced."""
+    for stamps in ([0.0, 1.0, 2.0, 2.7, 4.1, 5.0], [0.0, 1.0, 2.0, 3.0, 100.0]):
+        caplog.clear()
+        text = "t,a\n" + "".join(f"{t},{i}\n" for i, t in enumerate(stamps))
+        with caplog.at_level(logging.WARNING):
+            frame = read_table(_write(tmp_path, text))
+        np.testing.assert_allclose(frame.index.to_numpy(), stamps)
+        assert "not on one regular grid" in caplog.text
+    regular = read_table(_write(tmp_path, "t,a\n0,1\n1,2\n2,3\n"))
+    assert len(regular) == 3

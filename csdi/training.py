@@ -92,6 +92,8 @@ class NoNoise(nn.Module):
 
 #: a best validation loss above this share of `NoNoise`'s means training failed
 STALLED: Final = 0.9
+#: fewer optimizer steps than this may simply not have had time to learn (a smoke run)
+FEW_STEPS: Final = 200
 
 
 @dataclass
@@ -539,12 +541,15 @@ class Trainer:
         floor = self.validate(data, model=NoNoise())
         if self.history.best_valid >= STALLED * floor:
             clip = " or --set train.grad_clip=1" if self.cfg.grad_clip is None else ""
+            steps = self.history.steps[-1] if self.history.steps else 0
+            short = f"{steps} steps are too few, or " if steps < FEW_STEPS else ""
             log.warning(
                 "the network barely learned: best validation loss %.4f against %.4f for "
-                "predicting no noise at all; a learning rate too high does this (try --set "
+                "predicting no noise at all; %sa learning rate too high does this (try --set "
                 "train.lr=%g%s)",
                 self.history.best_valid,
                 floor,
+                short,
                 self.cfg.lr / 3,
                 clip,
             )

@@ -203,6 +203,8 @@ def test_a_network_that_learned_nothing_is_reported(tiny_config, tmp_path, caplo
     assert imputer.history is not None and best == round(imputer.history.best_valid, 4)
     assert abs(best - 1.0) < 0.1 and abs(floor - 1.0) < 0.1
     assert "try --set train.lr=0 or --set train.grad_clip=1)" in caplog.text  # lr / 3, unclipped
+    steps = imputer.history.steps[-1]
+    assert steps < 200 and f"{steps} steps are too few, or a learning rate" in caplog.text
     caplog.clear()
     imputer, _ = _tiny_fit(tiny_config, tmp_path, lr=1e-2, epochs=20)
     with caplog.at_level(logging.WARNING, logger="csdi.training"):

@@ -172,6 +172,17 @@ def train_experiment(
 
     In a torchrun group (`distributed`) every rank trains; rank 0 alone tracks and writes."""
     splits = load_splits(cfg.data, directory)
+    n_features = len(splits.train.feature_names)
+    sized = cfg.train.for_width(n_features)
+    if sized.batch_size != cfg.train.batch_size:
+        log.info(
+            "%d features: batch %d windows instead of %d (train.max_series_per_batch=%d)",
+            n_features,
+            sized.batch_size,
+            cfg.train.batch_size,
+            cfg.train.max_series_per_batch,
+        )
+        cfg = replace(cfg, train=sized)
     out = Path(cfg.output_dir)
     if distributed.is_main:
         out.mkdir(parents=True, exist_ok=True)

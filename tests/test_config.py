@@ -1,8 +1,19 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from csdi.config import ConfigError, ExperimentConfig, flatten, from_dict, load_config, to_dict
+from csdi.config import (
+    ConfigError,
+    ExperimentConfig,
+    TrainConfig,
+    flatten,
+    from_dict,
+    load_config,
+    own_data_config,
+    to_dict,
+)
 
 
 def test_defaults_are_csdi_training_defaults() -> None:
@@ -74,3 +85,14 @@ def test_shipped_pipeline_configs_load() -> None:
     assert configs, "pipelines/ should hold the PhysioNet configs"
     for path in configs:
         load_config(path)
+
+
+def test_batch_shrinks_for_wide_files_only() -> None:
+    """`for_width`: batch_size at most max(4, max_series_per_batch // K) windows; narrow files
+    and configs without the cap keep their batch."""
+    train = replace(TrainConfig(), batch_size=16, max_series_per_batch=128)
+    sizes = {k: train.for_width(k).batch_size for k in (1, 6, 8, 11, 16, 36, 300)}
+    assert sizes == {1: 16, 6: 16, 8: 16, 11: 11, 16: 8, 36: 4, 300: 4}
+    assert replace(train, batch_size=2).for_width(36).batch_size == 2  # never raised
+    assert TrainConfig().for_width(300) == TrainConfig()
+    assert own_data_config().train.max_series_per_batch == 128

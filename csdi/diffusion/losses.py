@@ -13,7 +13,7 @@ whatever the network writes on non-target entries (even NaN) cannot reach the lo
   "min_snr": t ~ U(0, 1), w = min(SNR(t), 5)/SNR(t) with SNR = α²/σ² = e^(−γ) (Min-SNR-γ,
   Hang et al. 2023, ICCV, eq. 9 for ε-prediction): the low-noise steps, whose targets are
   nearly solved, stop dominating the gradient.
-  "lognormal": w = 1 with the log-SNR λ = −γ drawn from N(1.0, 2.4²), clamped to the
+  "lognormal": w = 1 with the log-SNR λ = −γ drawn from N(1.02, 2.4²), clamped to the
   schedule's range (EDM's log-normal noise levels, Karras et al. 2022 §5, ln σ ~ N(−1.2, 1.2²)
   at σ_data = 0.5, restated for unit-scale data): training time moves from the nearly pure
   noise levels (a fifth of CSDI's t ~ U(0, 1) lies below λ = −5) to the middle ones.

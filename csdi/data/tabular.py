@@ -32,6 +32,8 @@ VALUE_NAMES = ("value",)
 #: The most empty rows `regular_grid` adds, as a multiple of the rows the file has: beyond it
 #: the time stamps are taken as irregular rather than a grid with long holes
 MAX_ADDED_ROWS_FACTOR = 1.0
+#: one day in nanoseconds: the step of daily stamps
+DAY_NS = 86_400e9
 #: Largest finite 32-bit float: the model's arithmetic (a larger value would become inf)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -291,50 +293,64 @@ def regular_grid(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     The grid's step is the most common difference between consecutive time stamps (dates or
     numbers). When every difference is a whole multiple of it, the missing steps are inserted
     as all-NaN rows and a warning names how many and the first; the model then sees equal
-    times between its steps, and `csdi impute` fills the lost rows too. Time stamps that are
-    not on one grid, or a grid that would more than double the rows
+    times between its steps, and `csdi impute` fills the lost rows too. Daily stamps on
+    weekdays only are business days: their grid skips weekends (a holiday comes back as a
+    missing weekday). Time stamps on no grid, or a grid that would more than double the rows
     (`MAX_ADDED_ROWS_FACTOR`), are left as they are, with a warning that rows are taken as
     equally spaced."""
     index = frame.index
     if len(index) < 3 or isinstance(index, pd.RangeIndex):
         return frame
-    if isinstance(index, pd.DatetimeIndex):
-        stamps = index.as_unit("ns").asi8.astype(np.float64)  # ns, whatever unit was parsed
-    elif pd.api.types.is_numeric_dtype(index):
-        stamps = index.to_numpy(dtype=np.float64)
-    else:
+    found = _grid_of(index)
+    if found is not None and len(found[0]) == len(index):
         return frame
-    gaps = np.diff(stamps)
-    values, counts = np.unique(gaps, return_counts=True)
-    step = float(values[counts.argmax()])
-    positions = (stamps - stamps[0]) / step  # (T,) steps since the first row
-    rounded = np.round(positions)
-    n_rows = int(rounded[-1]) + 1
-    on_grid = step > 0 and np.allclose(positions, rounded, rtol=0, atol=1e-6)
-    if on_grid and n_rows == len(index):
-        return frame
-    if not on_grid or n_rows - len(index) > MAX_ADDED_ROWS_FACTOR * len(index):
+    if found is None or len(found[0]) - len(index) > MAX_ADDED_ROWS_FACTOR * len(index):
         logger.warning(
             "%s: the time stamps are not on one regular grid; rows are taken as equally spaced",
             path,
         )
         return frame
+    grid, rows = found
+    full = pd.DataFrame(np.nan, index=grid, columns=frame.columns)
+    full.iloc[rows] = frame.to_numpy(dtype=np.float64)
+    lacking = np.setdiff1d(np.arange(len(grid)), rows)
+    logger.warning(
+        "%s: %d time steps missing from the grid added as empty rows (the first at %s)",
+        path,
+        len(lacking),
+        grid[lacking[0]],
+    )
+    return full
+
+
+def _grid_of(index: pd.Index) -> tuple[pd.Index, np.ndarray] | None:
+    """The regular grid through sorted stamps and each stamp's row in it (None: no grid)."""
+    if isinstance(index, pd.DatetimeIndex):
+        stamps = index.as_unit("ns").asi8.astype(np.float64)  # ns, whatever unit was parsed
+    elif pd.api.types.is_numeric_dtype(index):
+        stamps = index.to_numpy(dtype=np.float64)
+    else:
+        return None
+    values, counts = np.unique(np.diff(stamps), return_counts=True)
+    step = float(values[counts.argmax()])
+    if step <= 0:
+        return None
+    if isinstance(index, pd.DatetimeIndex) and step == DAY_NS and (index.day_of_week < 5).all():
+        days = pd.bdate_range(index[0], index[-1], normalize=False, name=index.name)
+        rows = days.get_indexer(index)
+        if (rows >= 0).all():  # business days: weekends are no gaps
+            return days, rows
+    positions = (stamps - stamps[0]) / step  # (T,) steps since the first row
+    rows = np.round(positions).astype(np.int64)
+    if not np.allclose(positions, rows, rtol=0, atol=1e-6):
+        return None
+    n_rows = int(rows[-1]) + 1
     if isinstance(index, pd.DatetimeIndex):
         grid: pd.Index = pd.date_range(index[0], periods=n_rows, freq=pd.Timedelta(int(step)))
     else:
         grid = pd.Index(stamps[0] + step * np.arange(n_rows))
     grid.name = index.name
-    full = pd.DataFrame(np.nan, index=grid, columns=frame.columns)
-    full.iloc[rounded.astype(np.int64)] = frame.to_numpy(dtype=np.float64)
-    first = grid[np.setdiff1d(np.arange(n_rows), rounded.astype(np.int64))[0]]
-    logger.warning(
-        "%s: %d time steps missing from the grid of %s added as empty rows (the first at %s)",
-        path,
-        n_rows - len(index),
-        pd.Timedelta(int(step)) if isinstance(index, pd.DatetimeIndex) else f"{step:g}",
-        first,
-    )
-    return full
+    return grid, rows
 
 
 def frame_to_windows(

@@ -166,3 +166,11 @@ def test_irregular_time_stamps_are_left_as_they_are(tmp_path: Path, caplog) -> N
         assert "not on one regular grid" in caplog.text
     regular = read_table(_write(tmp_path, "t,a\n0,1\n1,2\n2,3\n"))
     assert len(regular) == 3
+    caplog.clear()
+    days = pd.bdate_range("2024-03-01", periods=20)  # weekdays: the weekends are not gaps
+    text = "date,a\n" + "".join(f"{d.date()},{i}\n" for i, d in enumerate(days))
+    with caplog.at_level(logging.WARNING):
+        frame = read_table(_write(tmp_path, text, "b.csv"))
+    assert list(frame.index) == list(days) and caplog.text == ""
+    holiday = read_table(_write(tmp_path, text.replace("2024-03-06,3\n", ""), "c.csv"))
+    assert list(holiday.index) == list(days) and np.isnan(holiday.loc["2024-03-06", "a"])

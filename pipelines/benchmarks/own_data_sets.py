@@ -31,6 +31,10 @@ the check that the defaults carry to files they were not tuned on.
   impute, 20 % hidden and a 12-hour (48-row) gap in two columns.
 - pm25_wide: all 36 Beijing stations, May–Oct to train, Nov–Dec to impute, 20 % hidden and a
   12-hour gap in four columns.
+- gp_short: gp_smooth's process with 600 training rows instead of 4 000 (a short file; exact
+  oracle), 30 % hidden.
+- etth1_month: one month of ETTh1 (720 rows) to train, the next month to impute, 20 % hidden
+  and a 24-hour gap in two columns.
 """
 
 from __future__ import annotations
@@ -177,6 +181,25 @@ def gp_smooth(rng: np.random.Generator) -> OwnDataSet:
     )
 
 
+def gp_short(rng: np.random.Generator) -> OwnDataSet:
+    """gp_smooth's process (its own draw) with a short training file of 600 rows."""
+    k, n_test = 5, 480
+    cov = np.kron(_rbf(n_test, 4.0), _cross(k, rng))  # time-major: index t·K + k
+    return _gaussian_series(
+        "gp_short",
+        cov,
+        600,
+        np.array([1.0, 10.0, 100.0, 0.1, 1000.0]),
+        np.array([0.0, 50.0, 1000.0, -3.0, 20000.0]),
+        rng,
+        train_missing=0.1,
+        test_hidden=0.3,
+        block=0,
+        block_columns=[],
+        window=48,
+    )
+
+
 def gp_blocks(rng: np.random.Generator) -> OwnDataSet:
     k, n_test = 4, 480
     cov = np.kron(_matern32(n_test, 6.0), _cross(k, rng))
@@ -274,6 +297,14 @@ def ettm1(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
     return OwnDataSet("ettm1", frame, 8000, hidden)
 
 
+def etth1_month(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
+    frame = pd.read_csv(data_dir / "ett" / "ETTh1.csv.gz", index_col="date", parse_dates=True)
+    frame.index.name = "time"
+    frame = frame.iloc[: 720 + 720].astype(float)
+    hidden = _hide(np.ones((720, frame.shape[1]), bool), rng, 0.2, 24, [1, 6])
+    return OwnDataSet("etth1_month", frame, 720, hidden)
+
+
 def pm25_wide(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
     raw = pd.read_csv(data_dir / "pm25_stmvl" / "pm25_ground.txt.gz", index_col="datetime")
     raw.index = pd.to_datetime(raw.index)
@@ -288,12 +319,13 @@ def pm25_wide(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
 
 def build_probes(data_dir: Path | None, seed: int = 0) -> list[OwnDataSet]:
     """The probe sets (module docstring) whose benchmark files `data_dir` holds."""
-    found: list[OwnDataSet] = []
+    found: list[OwnDataSet] = [gp_short(np.random.default_rng(seed + 24))]
     if data_dir is not None and (data_dir / "exchange_rate").is_dir():
         found.append(exchange(data_dir, np.random.default_rng(seed + 20)))
     if data_dir is not None and (data_dir / "ett").is_dir():
         found.append(etth2_ot(data_dir, np.random.default_rng(seed + 21)))
         found.append(ettm1(data_dir, np.random.default_rng(seed + 22)))
+        found.append(etth1_month(data_dir, np.random.default_rng(seed + 25)))
     if data_dir is not None and (data_dir / "pm25_stmvl").is_dir():
         found.append(pm25_wide(data_dir, np.random.default_rng(seed + 23)))
     return found

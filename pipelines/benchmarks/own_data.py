@@ -396,8 +396,9 @@ def write_report(results: Path, report: Path) -> None:
         "sixteenth session): files added after every default was chosen, and never used to "
         "choose one: eight daily exchange rates (random walks that drift), one hourly column, "
         "15-minute data, 36 columns, and two short training files (600 rows of gp_smooth's "
-        "process, one month of ETTh1). Their first run found the value range clipping samples below new highs of "
-        "the file's latest rows (ablations.md); the `bnd` rows are after the fix.",
+        "process, one month of ETTh1). Their first run found the value range clipping samples "
+        "below new highs of the file's latest rows (ablations.md); the `bnd` rows are after "
+        "the fix.",
         "",
     ]
     tagged = [(d, m) for d, m in latest if m.startswith("csdi[") and " " not in m]

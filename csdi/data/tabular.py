@@ -306,7 +306,8 @@ def regular_grid(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
         return frame
     if found is None or len(found[0]) - len(index) > MAX_ADDED_ROWS_FACTOR * len(index):
         logger.warning(
-            "%s: the time stamps are not on one regular grid; rows are taken as equally spaced",
+            "%s: the time stamps are not on one regular grid (or its gaps would more than "
+            "double the rows); rows are taken as equally spaced",
             path,
         )
         return frame

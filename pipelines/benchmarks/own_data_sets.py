@@ -163,13 +163,14 @@ def _cross(k: int, rng: np.random.Generator) -> np.ndarray:
     return b @ b.T + 0.1 * np.eye(k)
 
 
-def gp_smooth(rng: np.random.Generator) -> OwnDataSet:
+def _smooth_gp(name: str, n_train: int, rng: np.random.Generator) -> OwnDataSet:
+    """The RBF process of gp_smooth (module docstring) with `n_train` training rows."""
     k, n_test = 5, 480
     cov = np.kron(_rbf(n_test, 4.0), _cross(k, rng))  # time-major: index t·K + k
     return _gaussian_series(
-        "gp_smooth",
+        name,
         cov,
-        4000,
+        n_train,
         np.array([1.0, 10.0, 100.0, 0.1, 1000.0]),
         np.array([0.0, 50.0, 1000.0, -3.0, 20000.0]),
         rng,
@@ -179,25 +180,15 @@ def gp_smooth(rng: np.random.Generator) -> OwnDataSet:
         block_columns=[],
         window=48,
     )
+
+
+def gp_smooth(rng: np.random.Generator) -> OwnDataSet:
+    return _smooth_gp("gp_smooth", 4000, rng)
 
 
 def gp_short(rng: np.random.Generator) -> OwnDataSet:
     """gp_smooth's process (its own draw) with a short training file of 600 rows."""
-    k, n_test = 5, 480
-    cov = np.kron(_rbf(n_test, 4.0), _cross(k, rng))  # time-major: index t·K + k
-    return _gaussian_series(
-        "gp_short",
-        cov,
-        600,
-        np.array([1.0, 10.0, 100.0, 0.1, 1000.0]),
-        np.array([0.0, 50.0, 1000.0, -3.0, 20000.0]),
-        rng,
-        train_missing=0.1,
-        test_hidden=0.3,
-        block=0,
-        block_columns=[],
-        window=48,
-    )
+    return _smooth_gp("gp_short", 600, rng)
 
 
 def gp_blocks(rng: np.random.Generator) -> OwnDataSet:
@@ -248,28 +239,55 @@ def var1(rng: np.random.Generator) -> OwnDataSet:
     )
 
 
-def pm25_stations(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
+def _pm25_stations(data_dir: Path) -> pd.DataFrame:
+    """Beijing's 36 stations (STMVL ground truth), hourly, May–Dec 2014, columns station_ID."""
     raw = pd.read_csv(data_dir / "pm25_stmvl" / "pm25_ground.txt.gz", index_col="datetime")
     raw.index = pd.to_datetime(raw.index)
-    frame = raw.iloc[:, [0, 5, 10, 15, 20, 25]].astype(float).copy()
-    frame.iloc[:, 1] *= 10.0  # a sensor reporting in other units
-    frame.iloc[:, 4] *= 0.1
+    frame = raw.astype(float).loc["2014-05-01":"2014-12-31"]
     frame.columns = [f"station_{c}" for c in frame.columns]
     frame.index.name = "time"
-    frame = frame.loc["2014-05-01":"2014-12-31"]
+    return frame
+
+
+def _nov_dec_test(
+    name: str, frame: pd.DataFrame, rng: np.random.Generator, block_columns: list[int]
+) -> OwnDataSet:
+    """May–Oct to train, Nov–Dec to impute: 20 % hidden and 12-hour gaps in `block_columns`."""
     n_train = int((frame.index < "2014-11-01").sum())
     observed = frame.iloc[n_train:].notna().to_numpy()
-    hidden = _hide(observed, rng, 0.2, 12, [0, 3])
-    return OwnDataSet("pm25_stations", frame, n_train, hidden)
+    hidden = _hide(observed, rng, 0.2, 12, block_columns)
+    return OwnDataSet(name, frame, n_train, hidden)
+
+
+def pm25_stations(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
+    frame = _pm25_stations(data_dir).iloc[:, [0, 5, 10, 15, 20, 25]].copy()
+    frame.iloc[:, 1] *= 10.0  # a sensor reporting in other units
+    frame.iloc[:, 4] *= 0.1
+    return _nov_dec_test("pm25_stations", frame, rng, [0, 3])
+
+
+def _ett(
+    name: str,
+    data_dir: Path,
+    file: str,
+    n_train: int,
+    n_test: int,
+    rng: np.random.Generator,
+    block: int,
+    block_columns: list[int],
+    columns: list[str] | None = None,
+) -> OwnDataSet:
+    """The first n_train rows of an ETT file (its `columns`, default all) to train, the next
+    n_test to impute: 20 % hidden and a gap of `block` rows in `block_columns`."""
+    frame = pd.read_csv(data_dir / "ett" / file, index_col="date", parse_dates=True)
+    frame.index.name = "time"
+    frame = (frame if columns is None else frame[columns]).iloc[: n_train + n_test].astype(float)
+    hidden = _hide(np.ones((n_test, frame.shape[1]), bool), rng, 0.2, block, block_columns)
+    return OwnDataSet(name, frame, n_train, hidden)
 
 
 def etth1(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
-    frame = pd.read_csv(data_dir / "ett" / "ETTh1.csv.gz", index_col="date", parse_dates=True)
-    frame.index.name = "time"
-    frame = frame.iloc[: 4380 + 1464].astype(float)
-    observed = np.ones((1464, frame.shape[1]), bool)
-    hidden = _hide(observed, rng, 0.2, 24, [1, 6])
-    return OwnDataSet("etth1", frame, 4380, hidden)
+    return _ett("etth1", data_dir, "ETTh1.csv.gz", 4380, 1464, rng, 24, [1, 6])
 
 
 def exchange(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
@@ -282,39 +300,19 @@ def exchange(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
 
 
 def etth2_ot(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
-    frame = pd.read_csv(data_dir / "ett" / "ETTh2.csv.gz", index_col="date", parse_dates=True)
-    frame.index.name = "time"
-    frame = frame[["OT"]].iloc[: 4380 + 1464].astype(float)
-    hidden = _hide(np.ones((1464, 1), bool), rng, 0.2, 24, [0])
-    return OwnDataSet("etth2_ot", frame, 4380, hidden)
+    return _ett("etth2_ot", data_dir, "ETTh2.csv.gz", 4380, 1464, rng, 24, [0], ["OT"])
 
 
 def ettm1(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
-    frame = pd.read_csv(data_dir / "ett" / "ETTm1.csv.gz", index_col="date", parse_dates=True)
-    frame.index.name = "time"
-    frame = frame.iloc[: 8000 + 2000].astype(float)
-    hidden = _hide(np.ones((2000, frame.shape[1]), bool), rng, 0.2, 48, [0, 6])
-    return OwnDataSet("ettm1", frame, 8000, hidden)
+    return _ett("ettm1", data_dir, "ETTm1.csv.gz", 8000, 2000, rng, 48, [0, 6])
 
 
 def etth1_month(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
-    frame = pd.read_csv(data_dir / "ett" / "ETTh1.csv.gz", index_col="date", parse_dates=True)
-    frame.index.name = "time"
-    frame = frame.iloc[: 720 + 720].astype(float)
-    hidden = _hide(np.ones((720, frame.shape[1]), bool), rng, 0.2, 24, [1, 6])
-    return OwnDataSet("etth1_month", frame, 720, hidden)
+    return _ett("etth1_month", data_dir, "ETTh1.csv.gz", 720, 720, rng, 24, [1, 6])
 
 
 def pm25_wide(data_dir: Path, rng: np.random.Generator) -> OwnDataSet:
-    raw = pd.read_csv(data_dir / "pm25_stmvl" / "pm25_ground.txt.gz", index_col="datetime")
-    raw.index = pd.to_datetime(raw.index)
-    frame = raw.astype(float).loc["2014-05-01":"2014-12-31"]
-    frame.columns = [f"station_{c}" for c in frame.columns]
-    frame.index.name = "time"
-    n_train = int((frame.index < "2014-11-01").sum())
-    observed = frame.iloc[n_train:].notna().to_numpy()
-    hidden = _hide(observed, rng, 0.2, 12, [0, 9, 18, 27])
-    return OwnDataSet("pm25_wide", frame, n_train, hidden)
+    return _nov_dec_test("pm25_wide", _pm25_stations(data_dir), rng, [0, 9, 18, 27])
 
 
 def build_probes(data_dir: Path | None, seed: int = 0) -> list[OwnDataSet]:

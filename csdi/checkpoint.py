@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import torch
 
 FORMAT_VERSION = 1
@@ -19,8 +21,9 @@ class CheckpointError(ValueError):
 TEMP_SUFFIX = ".tmp"
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: never a half-written file.
+def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Call `write` on a temporary file in `path`'s folder, then rename it to `path` (readable
+    by all, 0644): never a half-written file, and the name exactly as given.
 
     A process killed mid-write leaves at most a hidden `.NAME.*.tmp` beside an intact `path`
     (`remove_stale_temporaries` clears those); a failed write (disk full, read-only folder)
@@ -31,9 +34,10 @@ def save_atomic(obj: Any, path: Path) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     except OSError as e:
         raise OSError(f"could not write {path}: {e.strerror or e}") from e
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; models and outputs are meant to be read
         os.replace(tmp, path)
     except OSError as e:
         raise OSError(
@@ -42,6 +46,17 @@ def save_atomic(obj: Any, path: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save through `write_atomic`."""
+    write_atomic(path, lambda fh: torch.save(obj, fh))
+
+
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """np.savez_compressed through `write_atomic`: the file is `path` as given (savez alone
+    appends `.npz` to a name without it, which output checks would not have seen)."""
+    write_atomic(path, lambda fh: np.savez_compressed(fh, **arrays))  # type: ignore[arg-type]  # numpy types **kwds as allow_pickle
 
 
 def remove_stale_temporaries(directory: Path) -> list[Path]:
@@ -55,17 +70,8 @@ def remove_stale_temporaries(directory: Path) -> list[Path]:
 
 
 def write_text_atomic(text: str, path: Path) -> None:
-    """Write a text file atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports and configs are meant to be read
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write a UTF-8 text file through `write_atomic`."""
+    write_atomic(path, lambda fh: fh.write(text.encode()))
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> Any:

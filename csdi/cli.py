@@ -11,6 +11,7 @@ import errno
 import logging
 import os
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from csdi.cli_args import (
     add_output_options,
     add_sampling_options,
     check_model_outputs,
+    missing_codes,
     positive_float,
     positive_int,
     quantile_levels,
@@ -89,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="own data: drop text columns (named in a warning) instead of stopping",
     )
     p.add_argument("--window", type=positive_int, help="own data: window length in steps")
+    p.add_argument(
+        "--missing-values",
+        type=missing_codes,
+        help="own data: values that mean missing, e.g. --missing-values=-999,-9999 (kept with "
+        "the model: csdi impute reads its files the same way)",
+    )
     p.add_argument("--epochs", type=positive_int, help="passes over the training windows")
     p.add_argument("--steps", type=positive_int, help="optimizer steps (instead of epochs)")
     p.add_argument("--max-minutes", type=positive_float, help="stop training after this wall time")
@@ -174,8 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _noise_levels(text: str) -> float | np.ndarray:
     """--denoise: one positive finite number, or a comma-separated list of them."""
     values = [positive_float(v) for v in text.split(",")]
-    if not all(np.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"expected finite numbers; got {text!r}")
     return values[0] if len(values) == 1 else np.array(values)
 
 
@@ -202,6 +208,8 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
             overrides.append("data.drop_non_numeric=true")
         if args.window:
             overrides.append(f"data.window={args.window}")
+        if args.missing_values:
+            overrides.append(f"data.missing_values={args.missing_values}")
         if args.output is None:
             raise ValueError("--output DIR is required with --data")
     if args.epochs:
@@ -220,6 +228,21 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
     if args.device:
         overrides.append(f"train.device={args.device}")
     return overrides
+
+
+def _say_what_was_saved(out: Path, since: float) -> None:
+    """After Ctrl-C in training: whether this run wrote a usable model and a resume state."""
+    written = [n for n in ("model.pt", "last.pt") if (out / n).is_file()]
+    if any((out / n).stat().st_mtime >= since for n in written):
+        print(
+            f"training stopped: {out} holds the best weights validated so far (model.pt, usable "
+            "by csdi impute); --resume continues from the last validation (last.pt)",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"training stopped before its first validation: nothing saved in {out}", file=sys.stderr
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -261,10 +284,15 @@ def cmd_train(args: argparse.Namespace) -> None:
             f"{m.n_heads} heads{conv}, {m.cond_input} conditioning; change with --steps, "
             "--max-minutes, --set"
         )
+    started = time.time()
     try:
         imputer = train_experiment(
             cfg, resume=args.resume, track=not args.no_tracking, distributed=group
         )
+    except KeyboardInterrupt:
+        if group.is_main:
+            _say_what_was_saved(out, started)
+        raise
     finally:
         shutdown(group)
     if not group.is_main:
@@ -293,9 +321,9 @@ def cmd_impute(args: argparse.Namespace) -> None:
 
 
 def _impute(args: argparse.Namespace, group: Distributed) -> None:
-    from csdi.checkpoint import write_text_atomic
     from csdi.data.tabular import read_table
     from csdi.imputer import Imputer, InputError, imputation_frame
+    from csdi.output_files import write_samples, write_table
 
     imputer = Imputer.load(args.model)
     imputer.distributed = group
@@ -310,7 +338,18 @@ def _impute(args: argparse.Namespace, group: Distributed) -> None:
         args.input,
         time_column=args.time_column or imputer.config.data.time_column,
         drop_non_numeric=True,
+        exclude=imputer.feature_names,
+        date_order=imputer.config.data.date_order,
+        missing_values=imputer.config.data.missing_values,
     )
+    empty = [n for n in imputer.feature_names if n in frame and frame[n].isna().all()]
+    if empty:
+        log.warning(
+            "%s: no value given in column(s) %s: imputed from the other columns and the "
+            "training range alone, with wide intervals",
+            args.input,
+            empty,
+        )
     s = imputer.config.sampling
     try:
         result = imputer.impute(
@@ -327,14 +366,9 @@ def _impute(args: argparse.Namespace, group: Distributed) -> None:
         return
     names = list(imputer.feature_names)
     out = imputation_frame(result, frame.index, names)
-    write_text_atomic(out.to_csv(index_label=frame.index.name or "time"), args.output)
+    write_table(out, args.output)
     if args.samples_output is not None:
-        np.savez_compressed(
-            args.samples_output,
-            samples=result.samples[0].astype(np.float32),  # (S, T, K)
-            feature_names=np.array(names),
-            time=np.asarray(frame.index.astype(str)),
-        )
+        write_samples(args.samples_output, result.samples[0], names, frame.index)  # (S, T, K)
     n_missing = int(np.isnan(frame[names].to_numpy(dtype=float)).sum())
     print(
         f"imputed {n_missing} missing values with {result.samples.shape[1]} samples "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +13,16 @@ log = logging.getLogger("csdi")
 
 
 def quantile_levels(text: str) -> tuple[float, ...]:
-    """'0.05,0.5,0.95' → (0.05, 0.5, 0.95), each strictly inside (0, 1)."""
+    """'0.05,0.5,0.95' → (0.05, 0.5, 0.95): ascending, each once, each strictly inside (0, 1)."""
     try:
-        levels = tuple(float(v) for v in text.split(",") if v.strip())
+        levels = tuple(sorted({float(v) for v in text.split(",") if v.strip()}))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"quantiles must be numbers like 0.05,0.5,0.95; got {text!r}"
         ) from None
-    if not levels or any(not 0.0 < q < 1.0 for q in levels):
+    if not levels:
+        raise argparse.ArgumentTypeError("give at least one quantile level, e.g. 0.05,0.5,0.95")
+    if any(not 0.0 < q < 1.0 for q in levels):
         raise argparse.ArgumentTypeError(
             f"quantiles must lie strictly between 0 and 1; got {text!r}"
         )
@@ -43,14 +47,29 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0, "an integer ≥ 0")
 
 
-def positive_float(text: str) -> float:
+def _finite_float(text: str, ok: Callable[[float], bool], expected: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number; got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}") from None
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"expected {expected}; got {value}")
     return value
+
+
+def positive_float(text: str) -> float:
+    return _finite_float(text, lambda v: v > 0, "a positive number")
+
+
+def non_negative_float(text: str) -> float:
+    return _finite_float(text, lambda v: v >= 0, "a number ≥ 0")
+
+
+def missing_codes(text: str) -> str:
+    """'-999,-9999': comma-separated finite numbers (the form `data.missing_values` takes)."""
+    for v in text.split(","):
+        _finite_float(v, lambda _: True, "numbers separated by commas, e.g. -999,-9999")
+    return text
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
@@ -65,7 +84,9 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
         help="sampler time grid (logsnr: uniform in log-SNR, for few-step samplers)",
     )
     p.add_argument(
-        "--eta", type=float, help="ddim only: 0 deterministic (default), 1 the ancestral step"
+        "--eta",
+        type=non_negative_float,
+        help="ddim only: 0 deterministic (default), 1 the ancestral step",
     )
     p.add_argument(
         "--precision",

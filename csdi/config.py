@@ -28,6 +28,9 @@ class DataConfig:
     path: str | None = None  # own data: the CSV or parquet file
     time_column: str | None = None
     layout: Literal["auto", "wide", "long"] = "auto"
+    # own data: how dates like 02/01/2024 read; auto takes the reading in time order
+    date_order: Literal["auto", "day_first", "month_first"] = "auto"
+    missing_values: tuple[float, ...] = ()  # own data: codes that mean missing (-999)
     drop_non_numeric: bool = False  # own data: drop text columns (saying which) instead of failing
     window: int = 48
     stride: int | None = None  # own data: training windows start every `stride` rows (None: 1)
@@ -208,6 +211,66 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"config key {key!r}: unsupported type {tp}")
 
 
+#: the values a numeric config key may take, as (low, high) with "[", "(" / "]", ")" marking
+#: closed and open ends (inf: unbounded); checked by `from_dict`, so a TOML file and a
+#: `--set` override are refused with the key's name before anything runs
+RANGES: dict[str, str] = {
+    "data.window": "[2, inf)",
+    "data.stride": "[1, inf)",
+    "data.missing_ratio": "(0, 1)",
+    "data.n_windows": "[1, inf)",
+    "data.n_features": "[1, inf)",
+    "data.validation_fraction": "(0, 1)",
+    "data.horizon": "[1, inf)",
+    "data.context": "[1, inf)",
+    "data.test_stride": "[1, inf)",
+    "model.channels": "[1, inf)",
+    "model.n_layers": "[1, inf)",
+    "model.n_heads": "[1, inf)",
+    "model.diffusion_embedding_dim": "[2, inf)",
+    "model.time_embedding_dim": "[2, inf)",
+    "model.feature_embedding_dim": "[1, inf)",
+    "model.ff_dim": "[1, inf)",
+    "model.dropout": "[0, 1)",
+    "model.feature_subset": "[1, inf)",
+    "model.temporal_kernel": "[0, inf)",
+    "model.time_bias": "[0, inf)",
+    "train.epochs": "[1, inf)",
+    "train.steps": "[1, inf)",
+    "train.batch_size": "[1, inf)",
+    "train.max_series_per_batch": "[1, inf)",
+    "train.lr": "(0, inf)",
+    "train.weight_decay": "[0, inf)",
+    "train.adam_beta2": "[0, 1)",
+    "train.warmup_steps": "[0, inf)",
+    "train.lr_min_factor": "[0, 1]",
+    "train.ema_decay": "[0, 1)",
+    "train.grad_clip": "(0, inf)",
+    "train.seed": "[0, inf)",
+    "train.max_minutes": "(0, inf)",
+    "train.validate_every": "[1, inf)",
+    "train.snapshot_every": "[1, inf)",
+    "sampling.steps": "[1, inf)",
+    "sampling.n_samples": "[1, inf)",
+    "sampling.chunk_size": "[1, inf)",
+    "sampling.seed": "[0, inf)",
+    "sampling.eta": "[0, inf)",
+}
+
+
+def _check_range(key: str, value: Any) -> None:
+    """Raise ConfigError naming `key` when `value` lies outside `RANGES[key]` (or is NaN)."""
+    spec = RANGES.get(key)
+    if spec is None or value is None or isinstance(value, bool):
+        return
+    low_text, high_text = (part.strip(" [()]") for part in spec.split(","))
+    low, high = float(low_text), float(high_text)
+    above = value >= low if spec.startswith("[") else value > low
+    below = value <= high if spec.endswith("]") else value < high
+    if not (above and below):
+        raise ConfigError(f"config key {key!r}: {value!r} is outside {spec}")
+
+
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Build a (nested) frozen dataclass from a dict; unknown keys raise naming the valid ones."""
     hints = typing.get_type_hints(cls)
@@ -226,6 +289,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
             kwargs[name] = from_dict(tp, value, prefix=f"{prefix}{name}.")  # type: ignore[arg-type]
         else:
             kwargs[name] = _coerce(value, tp, prefix + name)
+            _check_range(prefix + name, kwargs[name])
     return cls(**kwargs)
 
 
@@ -235,7 +299,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def flatten(cfg: Any) -> dict[str, Any]:
-    """`{"train.lr": 0.001, ...}`: the flat form logged as MLflow params."""
+    """`{"train.lr": 0.001, ...}`: the flat form logged as MLflow params, of a config or of
+    its nested-dict form (`to_dict`, a saved experiment.json)."""
     out: dict[str, Any] = {}
 
     def walk(d: dict[str, Any], prefix: str) -> None:
@@ -245,7 +310,7 @@ def flatten(cfg: Any) -> dict[str, Any]:
             else:
                 out[prefix + k] = v
 
-    walk(to_dict(cfg), "")
+    walk(cfg if isinstance(cfg, dict) else to_dict(cfg), "")
     return out
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from csdi import metrics as M
 from csdi.baselines import BASELINES, run_baseline
+from csdi.checkpoint import save_npz_atomic
 from csdi.config import DataConfig, to_dict
 from csdi.data.windows import WindowSet
 from csdi.experiment import Splits, load_splits, metric_scale
@@ -53,8 +54,7 @@ def save_window_samples(
     n = samples.shape[0]
     scaler = splits.scaler
     values = np.where(test.observed[:n], scaler.inverse(test.values[:n]), np.nan)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
+    save_npz_atomic(
         path,
         samples=scaler.inverse(samples).astype(np.float32),  # (n, S, L, K)
         values=values,

@@ -97,6 +97,8 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
             time_column=cfg.time_column,
             layout=cfg.layout,
             drop_non_numeric=cfg.drop_non_numeric,
+            date_order=cfg.date_order,
+            missing_values=cfg.missing_values,
         )
         train, valid, scaler = frame_splits(frame, cfg, cfg.path)
         protocol = {"window": cfg.window, "stride": cfg.stride or 1, "path": str(cfg.path)}
@@ -159,6 +161,38 @@ def synthetic_data(cfg: DataConfig) -> SyntheticData:
     )
 
 
+#: settings a resumed training must share with the run it continues (the rest, e.g. the
+#: budget, may change): what the saved weights and optimizer state were made for
+RESUME_SECTIONS = ("data.", "model.", "diffusion.")
+
+
+def check_resumable(out: Path, cfg: ExperimentConfig, feature_names: tuple[str, ...]) -> bool:
+    """Whether `out` holds a training to resume (a warning when not: it starts afresh); raise
+    ValueError naming the first setting or column in which `cfg` and the file differ from it."""
+    if not (out / "last.pt").is_file():
+        log.warning("nothing to resume in %s (no last.pt): training from the start", out)
+        return False
+    saved_path = out / "experiment.json"
+    if saved_path.is_file():
+        saved = flatten(json.loads(saved_path.read_text()))
+        for key, value in flatten(cfg).items():
+            if key.startswith(RESUME_SECTIONS) and key != "data.path" and saved.get(key) != value:
+                raise ValueError(
+                    f"--resume: {key} is {value!r}, but the training in {out} used "
+                    f"{saved.get(key)!r}; resume with the same settings, or --force to start over"
+                )
+    meta_path = out / "config.json"
+    if meta_path.is_file():
+        saved_names = tuple(json.loads(meta_path.read_text()).get("feature_names", ()))
+        if saved_names and saved_names != feature_names:
+            raise ValueError(
+                f"--resume: the data's columns {list(feature_names)} are not those the training "
+                f"in {out} used ({list(saved_names)}); resume on the same columns, or --force "
+                "to start over"
+            )
+    return True
+
+
 def train_experiment(
     cfg: ExperimentConfig,
     *,
@@ -184,6 +218,7 @@ def train_experiment(
         )
         cfg = replace(cfg, train=sized)
     out = Path(cfg.output_dir)
+    resume = resume and check_resumable(out, cfg, splits.train.feature_names)
     if distributed.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(json.dumps(to_dict(cfg), indent=2), out / "experiment.json")

@@ -59,10 +59,10 @@ def future_index(index: pd.Index, horizon: int) -> pd.Index:
 
 
 def cmd_forecast(args: argparse.Namespace) -> None:
-    from csdi.checkpoint import write_text_atomic
     from csdi.data.tabular import read_table
     from csdi.forecaster import Forecaster
     from csdi.imputer import InputError, quantile_frame
+    from csdi.output_files import write_samples, write_table
 
     check_model_outputs(args)
     forecaster = Forecaster.load(args.model)
@@ -75,6 +75,9 @@ def cmd_forecast(args: argparse.Namespace) -> None:
         args.input,
         time_column=args.time_column or forecaster.config.data.time_column,
         drop_non_numeric=True,
+        exclude=forecaster.imputer.feature_names,
+        date_order=forecaster.config.data.date_order,
+        missing_values=forecaster.config.data.missing_values,
     )
     try:
         result = forecaster.forecast(
@@ -89,14 +92,9 @@ def cmd_forecast(args: argparse.Namespace) -> None:
         raise InputError(f"{args.input}: {e}") from None
     names = list(forecaster.imputer.feature_names)
     out = quantile_frame(result.median[0], result.quantiles[:, 0], result.levels, index, names)
-    write_text_atomic(out.to_csv(index_label=frame.index.name or "time"), args.output)
+    write_table(out, args.output)
     if args.samples_output is not None:
-        np.savez_compressed(
-            args.samples_output,
-            samples=result.samples[0].astype(np.float32),  # (S, H, K)
-            feature_names=np.array(names),
-            time=np.asarray(index.astype(str)),
-        )
+        write_samples(args.samples_output, result.samples[0], names, index)  # (S, H, K)
     print(
         f"forecast {args.horizon} steps of {len(names)} features with "
         f"{result.samples.shape[1]} samples in {result.seconds:.1f} s → {args.output}"

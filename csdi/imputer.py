@@ -106,12 +106,21 @@ def quantile_frame(
     names: list[str],
 ) -> pd.DataFrame:
     """One series' summary as a frame: the median (T, K) under the feature names, then one
-    column `<feature>_q<level>` per level of quantiles (Q, T, K)."""
-    out = pd.DataFrame(median, index=index, columns=names)
+    column `<feature>_q<level>` per level of quantiles (Q, T, K), the level written in full
+    (0.05, 0.1234567). A quantile column whose name is a feature's is refused, not written over
+    it."""
+    columns = {name: median[:, k] for k, name in enumerate(names)}
     for level, q in zip(levels, quantiles, strict=True):
         for k, name in enumerate(names):
-            out[f"{name}_q{level:g}"] = q[:, k]
-    return out
+            column = f"{name}_q{np.format_float_positional(level, trim='-')}"
+            if column in columns:
+                raise ValueError(
+                    f"the quantile column {column!r} would have the name of a column already "
+                    "written (a feature, or a level given twice); rename the feature or choose "
+                    "other --quantiles"
+                )
+            columns[column] = q[:, k]
+    return pd.DataFrame(columns, index=index)
 
 
 def imputation_frame(result: Imputation, index: pd.Index, names: list[str]) -> pd.DataFrame:
@@ -646,15 +655,22 @@ class Imputer:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{meta_path}: not valid JSON ({e.msg})") from None
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{meta_path}: not a csdi model's config (not a JSON object)")
         version = meta.get("format_version")
         if version != FORMAT_VERSION:
             raise CheckpointError(
                 f"{path} was written by csdi model format {version}; "
                 f"this version reads format {FORMAT_VERSION}"
             )
-        imputer = cls(from_dict(ExperimentConfig, meta["config"]))
-        imputer.feature_names = tuple(meta["feature_names"])
-        imputer.scaler = Scaler.from_dict(meta["scaler"])
+        try:
+            imputer = cls(from_dict(ExperimentConfig, meta["config"]))
+            imputer.feature_names = tuple(meta["feature_names"])
+            imputer.scaler = Scaler.from_dict(meta["scaler"])
+        except (KeyError, TypeError, AttributeError) as e:
+            raise CheckpointError(
+                f"{meta_path}: not a csdi model's config ({type(e).__name__}: {e})"
+            ) from None
         bounds = meta.get("bounds")
         try:
             imputer.bounds = None if bounds is None else ValueBounds.from_dict(bounds)

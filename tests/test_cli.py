@@ -466,3 +466,62 @@ def test_recipes_apply_over_the_defaults_and_under_set(tmp_path) -> None:
     widths = (plain.model.channels, csdi_own.model.channels, own_default.model.channels)
     assert widths == (64, 64, 32)  # the csdi recipe restores CSDI's width over the own defaults
     assert narrow.model.channels == 32 and narrow.model.n_heads == 2  # fast_c32: fast, narrower
+
+
+def test_resume_continues_only_the_same_training(trained, tmp_path, capsys, caplog) -> None:
+    """--resume on other columns or another window is refused before anything is written
+    (experiment.json stays the run's); on a folder with nothing to resume it says so and
+    trains from the start."""
+    data, frame, model = trained
+    saved = (model / "experiment.json").read_text()
+    sets = [a for s in TINY for a in ("--set", s)]
+    argv = ["train", "--output", str(model), "--no-tracking", "--resume", *sets]
+    renamed = tmp_path / "renamed.csv"
+    frame.rename(columns={"c": "d"}).to_csv(renamed, index=False)
+    _one_line_error(
+        capsys, [*argv, "--data", str(renamed), "--window", "16"], "--resume: the data's columns"
+    )
+    _one_line_error(
+        capsys, [*argv, "--data", str(data), "--window", "12"], "--resume: data.window is 12"
+    )
+    assert (model / "experiment.json").read_text() == saved
+    fresh = ["train", "--data", str(data), "--window", "16", "--no-tracking", "--resume", *sets]
+    with caplog.at_level("WARNING"):
+        assert main([*fresh, "--output", str(tmp_path / "new")]) == 0
+    assert "nothing to resume" in caplog.text and (tmp_path / "new" / "model.pt").is_file()
+
+
+def test_impute_refuses_a_nan_eta_and_writes_samples_where_told(trained, tmp_path, capsys) -> None:
+    data, frame, model = trained
+    base = ["impute", "--model", str(model), "--input", str(data), "--samples", "2"]
+    with pytest.raises(SystemExit):  # argparse's usage error
+        main([*base, "--output", str(tmp_path / "o.csv"), "--eta", "nan"])
+    assert "expected a number ≥ 0; got nan" in capsys.readouterr().err
+    out, samples = tmp_path / "o.parquet", tmp_path / "draws"
+    argv = [*base, "--steps", "2", "--output", str(out), "--samples-output", str(samples)]
+    assert main(argv) == 0
+    assert pd.read_parquet(out)["a"].notna().all() and len(pd.read_parquet(out)) == len(frame)
+    with np.load(samples) as z:
+        assert z["samples"].shape == (2, len(frame), 3) and len(z["time"]) == len(frame)
+
+
+def test_missing_value_codes_are_kept_with_the_model(tmp_path, capsys) -> None:
+    """--missing-values=-999 at training: the code is missing there and in every file the
+    model imputes later; the output holds imputed values where the file had -999."""
+    data = tmp_path / "coded.csv"
+    frame = _csv(tmp_path / "plain.csv", missing=0.0)
+    coded = frame.copy()
+    coded.loc[[3, 10, 11], "b"] = -999
+    coded.to_csv(data, index=False)
+    model = tmp_path / "model"
+    sets = [a for s in TINY for a in ("--set", s)]
+    argv = ["train", "--data", str(data), "--window", "16", "--output", str(model)]
+    assert main([*argv, "--no-tracking", "--missing-values=-999", *sets]) == 0
+    assert json.loads((model / "config.json").read_text())["config"]["data"]["missing_values"] == [
+        -999.0
+    ]
+    out = tmp_path / "out.csv"
+    argv = ["impute", "--model", str(model), "--input", str(data), "--output", str(out)]
+    assert main([*argv, "--samples", "2", "--steps", "2"]) == 0
+    b = pd.read_csv(out)["b"]
+    assert (b > -10).all() and b.drop([3, 10, 11]).equals(frame["b"].drop([3, 10, 11]))

@@ -47,6 +47,12 @@ def test_overrides_are_typed() -> None:
         ("train.epochs=many", "'many' is not a valid int"),
         ("train.epochs=2.5", "not a valid int"),
         ("nosuch", "must look like section.key=value"),
+        ("train.batch_size=0", r"'train.batch_size': 0 is outside \[1, inf\)"),
+        ("train.max_minutes=-1", r"'train.max_minutes': -1.0 is outside \(0, inf\)"),
+        ("model.channels=0", r"'model.channels': 0 is outside"),
+        ("model.dropout=1", r"'model.dropout': 1.0 is outside \[0, 1\)"),
+        ("sampling.eta=nan", r"'sampling.eta': nan is outside"),
+        ("sampling.n_samples=0", r"'sampling.n_samples': 0 is outside"),
     ],
 )
 def test_bad_overrides_name_the_key(override: str, message: str) -> None:

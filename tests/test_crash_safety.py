@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -35,9 +36,8 @@ calls, real_save = [0], torch.save
 def dying_save(obj, f, *a, **k):
     calls[0] += 1
     if calls[0] == int(os.environ["KILL_AT_WRITE"]):
-        with open(f, "wb") as fh:
-            fh.write(b"half a checkpoint")
-            fh.flush()
+        f.write(b"half a checkpoint")  # f: the open temporary file
+        f.flush()
         os.kill(os.getpid(), signal.SIGKILL)
     return real_save(obj, f, *a, **k)
 checkpoint.torch.save = dying_save
@@ -139,9 +139,8 @@ def test_disk_full_is_one_line_and_keeps_the_last_checkpoint(
         (out / name).write_bytes((clean_run / name).read_bytes())
     before = (out / "last.pt").read_bytes()
 
-    def full(obj: object, f: str, *args: object, **kwargs: object) -> None:
-        with open(f, "wb") as fh:
-            fh.write(b"partial")
+    def full(obj: object, f: BinaryIO, *args: object, **kwargs: object) -> None:
+        f.write(b"partial")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint.torch, "save", full)

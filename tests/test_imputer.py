@@ -113,6 +113,14 @@ def test_model_directory_errors(tiny_config, tmp_path) -> None:
     (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="written by csdi model format 999"):
         Imputer.load(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="not a csdi model's config"):
+        Imputer.load(tmp_path / "m")
+    del meta["scaler"]
+    meta["format_version"] = 1
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"not a csdi model's config \(KeyError: 'scaler'\)"):
+        Imputer.load(tmp_path / "m")
 
 
 def test_bounds_hold_the_validation_rows_too(tiny_config) -> None:

@@ -1,4 +1,5 @@
-"""The user's own series: a CSV (.csv, .csv.gz) or parquet file → a clean float frame → windows.
+"""The user's own series: a delimited text file (.csv, .tsv, .txt, gzipped too) or parquet file →
+a clean float frame → windows.
 
 Layouts: wide (a time column plus one column per feature) or long (time, variable, value).
 The delimiter (`,`, `;`, tab, `|`) and a decimal comma are detected from the first lines, as
@@ -14,6 +15,8 @@ import csv
 import gzip
 import logging
 import re
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +30,8 @@ from csdi.data.windows import WindowSet, window_starts
 logger = logging.getLogger(__name__)
 
 TIME_NAMES = ("time", "date", "datetime", "timestamp")
+#: how a date such as 02/01/2024 is read: "auto" takes the reading in time order
+DateOrder = Literal["auto", "day_first", "month_first"]
 VARIABLE_NAMES = ("variable", "feature", "parameter", "name")
 VALUE_NAMES = ("value",)
 #: The most empty rows `regular_grid` adds, as a multiple of the rows the file has: beyond it
@@ -34,6 +39,8 @@ VALUE_NAMES = ("value",)
 MAX_ADDED_ROWS_FACTOR = 1.0
 #: one day in nanoseconds: the step of daily stamps
 DAY_NS = 86_400e9
+#: delimited text files `_sniff` reads (the delimiter is detected, whatever the name says)
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
 #: Largest finite 32-bit float: the model's arithmetic (a larger value would become inf)
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -74,7 +81,7 @@ def _read_raw(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: file not found")
     name = path.name.lower()
     try:
-        if name.endswith((".csv", ".csv.gz")):
+        if name.endswith(TEXT_SUFFIXES):
             sep, decimal = _sniff(path)
             repeated = _repeated_header_name(path, sep)
             if repeated is not None:
@@ -87,7 +94,10 @@ def _read_raw(path: Path) -> pd.DataFrame:
             if not isinstance(raw.index, pd.RangeIndex):  # a stored index is the time column
                 raw = raw.reset_index()
         else:
-            raise DataError(f"{path}: unsupported file type; use .csv, .csv.gz or .parquet")
+            raise DataError(
+                f"{path}: unsupported file type; use .csv, .tsv or .txt (each also .gz), or "
+                ".parquet"
+            )
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty") from None
     except (OSError, ValueError, pd.errors.ParserError) as e:
@@ -117,9 +127,11 @@ def _as_numbers(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return nums, text.notna().to_numpy() & np.isnan(nums)
 
 
-def _numeric_column(path: Path, col: pd.Series) -> np.ndarray:
-    """A feature column as floats; a cell that is neither blank nor a number is an error."""
+def _numeric_column(path: Path, col: pd.Series, missing: Sequence[float] = ()) -> np.ndarray:
+    """A feature column as floats, NaN where blank or equal to a `missing` code (-999); a cell
+    that is neither blank nor a number is an error."""
     nums, bad = _as_numbers(col)
+    nums = np.where(np.isin(nums, np.asarray(missing, dtype=np.float64)), np.nan, nums)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataError(
@@ -148,8 +160,63 @@ def _is_text_column(col: pd.Series) -> bool:
     return bool(bad.any() and np.isnan(nums).all())
 
 
-def _parse_times(path: Path, col: pd.Series, strict: bool) -> pd.Index | None:
-    """Numbers or dates as a time index; None (if not strict) when the column is neither."""
+def _to_dates(text: pd.Series, **kwargs: object) -> pd.DatetimeIndex | None:
+    """pd.to_datetime of the column, None when some value is no date. Stamps with several UTC
+    offsets (local time across a daylight-saving change) are converted to UTC."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "could not infer format": value by value
+        for utc in (False, True):
+            try:
+                return pd.DatetimeIndex(pd.to_datetime(text, utc=utc, **kwargs))
+            except (ValueError, TypeError, OverflowError) as e:
+                message = str(e).lower()
+                if utc or not ("timezone" in message or "tz-" in message):
+                    return None
+    return None
+
+
+def _read_dates(path: Path, col: pd.Series, date_order: DateOrder) -> pd.DatetimeIndex | None:
+    """The column as dates: ISO 8601 (year first) as it stands; otherwise day-first and
+    month-first readings, each with one format for the whole column where one fits. When
+    both fit and differ (every day ≤ 12), the one in time order is taken; when both or
+    neither are, the column is ambiguous and refused (`date_order` settles it)."""
+    text = col.astype(str).str.strip()
+    iso = _to_dates(text, format="ISO8601")
+    if iso is not None:
+        return iso
+    readings: dict[bool, pd.DatetimeIndex] = {}
+    for dayfirst in {"auto": (False, True), "month_first": (False,), "day_first": (True,)}[
+        date_order
+    ]:
+        reading = _to_dates(text, dayfirst=dayfirst)  # the first value's format for all
+        if reading is None:  # formats differ between values: each read on its own
+            reading = _to_dates(text, dayfirst=dayfirst, format="mixed")
+        if reading is not None:
+            readings[dayfirst] = reading
+    if len(readings) < 2 or readings[False].equals(readings[True]):
+        return next(iter(readings.values()), None)
+    in_order = [dayfirst for dayfirst, r in readings.items() if r.is_monotonic_increasing]
+    if len(in_order) == 1:
+        logger.info(
+            "%s: time column %r read %s (the reading in time order)",
+            path,
+            col.name,
+            "day first" if in_order[0] else "month first",
+        )
+        return readings[in_order[0]]
+    i = int(np.flatnonzero(readings[False] != readings[True])[0])
+    raise DataError(
+        f"{path}: time column {col.name!r} has dates like {text.iloc[i]!r} that read both day "
+        "first and month first; write them as YYYY-MM-DD, or give --set data.date_order="
+        "day_first (or month_first)"
+    )
+
+
+def _parse_times(
+    path: Path, col: pd.Series, strict: bool, date_order: DateOrder = "auto"
+) -> pd.Index | None:
+    """Numbers (integers kept integral) or dates as a time index; None (if not strict) when
+    the column is neither."""
     missing = col.isna().to_numpy()
     if missing.any():
         if not strict:
@@ -160,40 +227,58 @@ def _parse_times(path: Path, col: pd.Series, strict: bool) -> pd.Index | None:
         return pd.DatetimeIndex(col, name=col.name)
     nums, bad = _as_numbers(col)
     if not bad.any() and np.isfinite(nums).all():
-        return pd.Index(nums, name=col.name)
-    try:
-        return pd.DatetimeIndex(pd.to_datetime(col.astype(str), format="mixed"), name=col.name)
-    except (ValueError, TypeError, OverflowError):
-        if not strict:
-            return None
-        for i, v in enumerate(col.astype(str)):
-            if not np.isnan(pd.to_numeric(v, errors="coerce")):
-                continue
-            try:
-                pd.to_datetime(v)
-            except (ValueError, TypeError, OverflowError):
-                raise DataError(
-                    f"{path}: time column {col.name!r} has a value {v!r} at {_line(path, i)} "
-                    "that is neither a number nor a date"
-                ) from None
-        raise DataError(f"{path}: time column {col.name!r} mixes numbers and dates") from None
+        whole = np.all(nums == np.round(nums)) and np.abs(nums).max() < 2**53
+        return pd.Index(nums.astype(np.int64) if whole else nums, name=col.name)
+    dates = _read_dates(path, col, date_order)
+    if dates is not None:
+        return dates.rename(col.name)
+    if not strict:
+        return None
+    for i, v in enumerate(col.astype(str)):
+        if not np.isnan(pd.to_numeric(v, errors="coerce")):
+            continue
+        if _to_dates(pd.Series([v]), format="mixed") is None:
+            raise DataError(
+                f"{path}: time column {col.name!r} has a value {v!r} at {_line(path, i)} "
+                "that is neither a number nor a date"
+            )
+    raise DataError(f"{path}: time column {col.name!r} mixes numbers and dates")
 
 
-def _find_time_column(path: Path, raw: pd.DataFrame, time_column: str | None) -> pd.Index | None:
-    """Time index of the named / conventionally named / monotone first column, else None."""
+def _find_time_column(
+    path: Path,
+    raw: pd.DataFrame,
+    time_column: str | None,
+    exclude: Sequence[str] = (),
+    date_order: DateOrder = "auto",
+) -> pd.Index | None:
+    """Time index of the named column, else of one named time/date/datetime/timestamp, else
+    of the first column that holds dates, else of the first column when it holds increasing
+    numbers; None: no time column (the row number is the time). Columns in
+    `exclude` (a model's features) are never guessed to be the time."""
     if time_column is not None:
         if time_column not in raw.columns:
             raise DataError(
                 f"{path}: time column {time_column!r} not found; columns are {list(raw.columns)}"
             )
-        return _parse_times(path, raw[time_column], strict=True)
-    for c in raw.columns:
+        return _parse_times(path, raw[time_column], strict=True, date_order=date_order)
+    candidates = [c for c in raw.columns if c not in exclude]
+    for c in candidates:
         if c.lower() in TIME_NAMES:
-            return _parse_times(path, raw[c], strict=True)
-    first = raw[raw.columns[0]]
-    times = _parse_times(path, first, strict=False)
-    if times is not None and times.is_monotonic_increasing:
-        return times
+            return _parse_times(path, raw[c], strict=True, date_order=date_order)
+    for c in [c for c in candidates if _is_text_column(raw[c])]:  # dates, in any column
+        times = _parse_times(path, raw[c], strict=False, date_order=date_order)
+        if times is not None:
+            logger.info("%s: column %r taken as the time (--time-column names another)", path, c)
+            return times
+    first = raw.columns[0]
+    if first in candidates:  # increasing numbers in the first column
+        times = _parse_times(path, raw[first], strict=False, date_order=date_order)
+        if times is not None and times.is_monotonic_increasing:
+            logger.info(
+                "%s: column %r taken as the time (--time-column names another)", path, first
+            )
+            return times
     return None
 
 
@@ -203,24 +288,46 @@ def _check_unique_times(path: Path, times: pd.Index) -> None:
         raise DataError(f"{path}: duplicate time stamp {times[np.flatnonzero(dup)[0]]!s}")
 
 
-def _wide(path: Path, raw: pd.DataFrame, time_column: str | None, drop: bool) -> pd.DataFrame:
-    times = _find_time_column(path, raw, time_column)
+def _first_text_cell(path: Path, col: pd.Series) -> str:
+    """'e.g. '1,234.5' at line 2': the first cell of a text column, as the user would find it."""
+    i = int(col.notna().to_numpy().argmax())
+    return f"{col.name!r}: e.g. {col.iloc[i]!r} at {_line(path, i)}"
+
+
+def _wide(
+    path: Path,
+    raw: pd.DataFrame,
+    time_column: str | None,
+    drop: bool,
+    exclude: Sequence[str],
+    date_order: DateOrder,
+    missing: Sequence[float],
+) -> pd.DataFrame:
+    times = _find_time_column(path, raw, time_column, exclude, date_order)
     features = [c for c in raw.columns if times is None or c != times.name]
     text = [c for c in features if _is_text_column(raw[c])]
     if text and not drop:
         raise DataError(
-            f"{path}: non-numeric columns {text}; remove them, or drop them with "
-            "--drop-non-numeric (drop_non_numeric=True in Python)"
+            f"{path}: no number in column {_first_text_cell(path, raw[text[0]])}"
+            + (f" (and {len(text) - 1} more such columns)" if len(text) > 1 else "")
+            + "; write numbers without units or thousands separators, or drop text columns "
+            "with --drop-non-numeric (drop_non_numeric=True in Python)"
         )
     if text:
         logger.warning("%s: dropped non-numeric columns %s", path, text)
     features = [c for c in features if c not in text]
     if not features:
         raise DataError(f"{path}: no numeric feature columns (columns: {list(raw.columns)})")
-    data = {c: _numeric_column(path, raw[c]) for c in features}
+    data = {c: _numeric_column(path, raw[c], missing) for c in features}
     index = times if times is not None else pd.RangeIndex(len(raw), name="step")
     frame = pd.DataFrame(data, index=index, columns=features)
     _check_unique_times(path, frame.index)
+    if not frame.index.is_monotonic_increasing:
+        logger.warning(
+            "%s: the rows are not in time order; they are read, and written out, sorted by %r",
+            path,
+            frame.index.name,
+        )
     return frame.sort_index(kind="stable")
 
 
@@ -228,7 +335,13 @@ def _pick(raw: pd.DataFrame, names: tuple[str, ...]) -> str | None:
     return next((c for c in raw.columns if c.lower() in names), None)
 
 
-def _long(path: Path, raw: pd.DataFrame, time_column: str | None) -> pd.DataFrame:
+def _long(
+    path: Path,
+    raw: pd.DataFrame,
+    time_column: str | None,
+    date_order: DateOrder,
+    missing: Sequence[float],
+) -> pd.DataFrame:
     variable, value = _pick(raw, VARIABLE_NAMES), _pick(raw, VALUE_NAMES)
     if variable is None or value is None:
         raise DataError(
@@ -237,7 +350,9 @@ def _long(path: Path, raw: pd.DataFrame, time_column: str | None) -> pd.DataFram
     rest = raw.drop(columns=[variable, value])
     if rest.shape[1] == 0:
         raise DataError(f"{path}: long layout needs a time column; got {list(raw.columns)}")
-    times = _find_time_column(path, rest, time_column)
+    if time_column is None and rest.shape[1] == 1:  # the one column left is the time
+        time_column = str(rest.columns[0])
+    times = _find_time_column(path, rest, time_column, date_order=date_order)
     if times is None:
         raise DataError(f"{path}: no time column found among {list(rest.columns)}")
     names = raw[variable].astype("string").str.strip()
@@ -245,7 +360,11 @@ def _long(path: Path, raw: pd.DataFrame, time_column: str | None) -> pd.DataFram
         i = int(np.flatnonzero(names.isna().to_numpy())[0])
         raise DataError(f"{path}: column {variable!r} is blank at {_line(path, i)}")
     cells = pd.DataFrame(
-        {"time": times, "variable": names.to_numpy(), "value": _numeric_column(path, raw[value])}
+        {
+            "time": times,
+            "variable": names.to_numpy(),
+            "value": _numeric_column(path, raw[value], missing),
+        }
     )
     dup = cells.duplicated(["time", "variable"])
     if dup.any():
@@ -267,11 +386,17 @@ def read_table(
     time_column: str | None = None,
     layout: Literal["auto", "wide", "long"] = "auto",
     drop_non_numeric: bool = False,
+    exclude: Sequence[str] = (),
+    date_order: DateOrder = "auto",
+    missing_values: Sequence[float] = (),
 ) -> pd.DataFrame:
     """Read a series: index = sorted time stamps, columns = features, float64, NaN missing.
 
     Wide: the time column is `time_column`, else one named time/date/datetime/timestamp, else
-    the first column if it parses as monotone numbers or dates, else the row number. Long:
+    the first column that holds dates, else the first column if it holds increasing numbers,
+    else the row number; `exclude` (a trained model's features) are never taken for the time.
+    Dates that read both day first and month first follow `date_order` (`_read_dates`); a
+    value equal to one of `missing_values` (a logger's -999) is missing. Long:
     columns (time, variable, value); `auto` picks long when a variable and a value column exist.
     Raises DataError (one line naming file, column, value and line) on bad input.
     """
@@ -283,8 +408,9 @@ def read_table(
         is_long = raw.shape[1] == 3 and _pick(raw, VARIABLE_NAMES) and _pick(raw, VALUE_NAMES)
         layout = "long" if is_long else "wide"
     if layout == "long":
-        return regular_grid(path, _long(path, raw, time_column))
-    return regular_grid(path, _wide(path, raw, time_column, drop_non_numeric))
+        return regular_grid(path, _long(path, raw, time_column, date_order, missing_values))
+    frame = _wide(path, raw, time_column, drop_non_numeric, exclude, date_order, missing_values)
+    return regular_grid(path, frame)
 
 
 def regular_grid(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
@@ -350,6 +476,8 @@ def _grid_of(index: pd.Index) -> tuple[pd.Index, np.ndarray] | None:
         grid: pd.Index = pd.date_range(index[0], periods=n_rows, freq=pd.Timedelta(int(step)))
     else:
         grid = pd.Index(stamps[0] + step * np.arange(n_rows))
+        if pd.api.types.is_integer_dtype(index) and step == round(step):
+            grid = grid.astype(np.int64)  # integer stamps stay integers
     grid.name = index.name
     return grid, rows
 

@@ -183,7 +183,7 @@ def ddim(
     deterministic (Euler on the probability-flow ODE in z/α vs σ/α) and draws no noise; η = 1 is
     the ancestral sampler, with the same draws. NFE = M.
     """
-    if eta < 0.0:
+    if not eta >= 0.0:  # NaN too
         raise ValueError(f"ddim needs eta >= 0, got {eta}")
     alpha, sigma, gamma = _alpha_sigma(schedule, ts)
     tmask = (1.0 - cond.mask).to(z.dtype)

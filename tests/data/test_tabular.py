@@ -66,14 +66,16 @@ def test_long_round_trip(tmp_path: Path) -> None:
         ("t,a,b\n0,1,inf\n1,2,3\n", {}, r"column 'b' has an infinite value 'inf' at line 2"),
         ("t,a,b\n0,1,2\n1,1e39,3\n", {}, r"column 'a' has the value '1e39' at line 3, beyond"),
         ("t,a,b,a\n0,1,2,3\n1,1,3,4\n", {}, r"column 'a' appears twice in the header"),
-        ("time,a\n0,1\n1,2\n0,3\n", {}, r"duplicate time stamp 0\.0"),
-        ("t,name,a\n0,foo,1\n1,bar,2\n", {}, r"non-numeric columns \['name'\]"),
+        ("time,a\n0,1\n1,2\n0,3\n", {}, r"duplicate time stamp 0$"),
+        ("t,name,a\n0,foo,1\n1,bar,2\n", {}, r"no number in column 'name': e.g. 'foo' at line 2"),
+        ('t,a\n0,"1,234.5"\n1,9\n', {}, r"column 'a' has a non-numeric value '1,234.5' at"),
+        ("t,a\n0,12 °C\n1,9 °C\n", {}, r"no number in column 'a': e.g. '12 °C' at line 2; write"),
         ("time,name\n0,foo\n1,bar\n", {"drop_non_numeric": True}, "no numeric feature columns"),
         ("a,b\n1,2\n", {"time_column": "ts"}, r"time column 'ts' not found; columns are"),
         ("time,a\n0,1\nnoon,2\n", {}, r"time column 'time' has a value 'noon' at line 3"),
         ("time,a\n", {}, "header but no data rows"),
         ("", {}, "file is empty"),
-        ("time,variable,value\n0,a,1\n0,a,2\n", {}, r"duplicate time stamp 0\.0 for variable 'a'"),
+        ("time,variable,value\n0,a,1\n0,a,2\n", {}, r"duplicate time stamp 0 for variable 'a'"),
         (
             "time,variable,value\n0,a,1\n1,a,one\n",
             {},
@@ -174,3 +176,70 @@ def test_irregular_time_stamps_are_left_as_they_are(tmp_path: Path, caplog) -> N
     assert list(frame.index) == list(days) and caplog.text == ""
     holiday = read_table(_write(tmp_path, text.replace("2024-03-06,3\n", ""), "c.csv"))
     assert list(holiday.index) == list(days) and np.isnan(holiday.loc["2024-03-06", "a"])
+
+
+def _hourly(stamps: list[str], header: str = "time") -> str:
+    return f"{header},a\n" + "".join(f"{s},{i}\n" for i, s in enumerate(stamps))
+
+
+def test_day_first_dates_are_read_day_first_or_refused(tmp_path: Path) -> None:
+    """dd/mm/yyyy hours across the 13th: one format for the whole column (day first), rows in
+    file order, no invented rows; every day ≤ 12 reads both ways in time order, so the column
+    is refused until `date_order` says which; US mm/dd stays month first."""
+    hours = pd.date_range("2024-01-11", periods=72, freq="h")  # 11–13 January
+    frame = read_table(_write(tmp_path, _hourly([f"{h:%d/%m/%Y %H:%M}" for h in hours])))
+    assert list(frame.index) == list(hours) and frame["a"].tolist() == list(range(72))
+    us = read_table(_write(tmp_path, _hourly([f"{h:%m/%d/%Y %H:%M}" for h in hours]), "us.csv"))
+    assert list(us.index) == list(hours)
+    days = pd.date_range("2024-01-01", periods=12, freq="D")
+    ambiguous = _write(tmp_path, _hourly([f"{d:%d/%m/%Y}" for d in days]), "d.csv")
+    with pytest.raises(DataError, match=r"'02/01/2024' that read both day first and month first"):
+        read_table(ambiguous)
+    assert list(read_table(ambiguous, date_order="day_first").index) == list(days)
+    assert read_table(ambiguous, date_order="month_first").index[1] == pd.Timestamp("2024-02-01")
+
+
+def test_local_time_across_a_clock_change_is_read_in_utc(tmp_path: Path) -> None:
+    """ISO stamps whose UTC offset changes (+01:00 → +02:00 on 31 March) are one hourly grid
+    in UTC: no error, no rows added."""
+    utc = pd.date_range("2024-03-31 00:00", periods=6, freq="h", tz="UTC")
+    local = [f"{t.tz_convert('Europe/Berlin').isoformat()}" for t in utc]
+    assert local[0].endswith("+01:00") and local[-1].endswith("+02:00")
+    frame = read_table(_write(tmp_path, _hourly(local)))
+    assert list(frame.index) == list(utc) and frame["a"].tolist() == list(range(6))
+
+
+def test_unsorted_rows_are_sorted_with_a_warning(tmp_path: Path, caplog) -> None:
+    stamps = ["2024-01-01 02:00", "2024-01-01 00:00", "2024-01-01 01:00"]
+    with caplog.at_level(logging.WARNING):
+        frame = read_table(_write(tmp_path, _hourly(stamps)))
+    assert "not in time order" in caplog.text and frame["a"].tolist() == [1, 2, 0]
+
+
+def test_a_date_column_anywhere_is_the_time_and_model_features_never_are(tmp_path: Path) -> None:
+    """Dates in an unnamed, unsorted column that is not first are the time; an increasing
+    first column is the time unless it is one of the model's features (`exclude`)."""
+    text = "a,stamp\n1,2024-01-01 01:00\n2,2024-01-01 00:00\n3,2024-01-01 02:00\n"
+    frame = read_table(_write(tmp_path, text))
+    assert frame.index.name == "stamp" and frame["a"].tolist() == [2, 1, 3]
+    meter = _write(tmp_path, "kwh,b\n10,1\n12,2\n15,3\n", "m.csv")
+    assert read_table(meter).index.name == "kwh"
+    kept = read_table(meter, exclude=["kwh", "b"])
+    assert list(kept.columns) == ["kwh", "b"] and kept.index.name == "step"
+
+
+def test_integer_stamps_stay_integers_and_long_files_find_their_time(tmp_path: Path) -> None:
+    epoch = [1_704_067_200 + 3600 * h for h in (0, 1, 3)]
+    frame = read_table(_write(tmp_path, "t,a\n" + "".join(f"{t},1\n" for t in epoch)))
+    assert frame.index.dtype == np.int64 and frame.index[2] == epoch[0] + 7200  # row added
+    long = "ts,variable,value\n1,a,5\n0,a,4\n0,b,3\n"
+    assert read_table(_write(tmp_path, long, "long.csv")).index.tolist() == [0, 1]
+    tsv = _write(tmp_path, "t\tx\n0\t1.5\n1\t2\n", "series.tsv")
+    assert read_table(tsv)["x"].tolist() == [1.5, 2.0]
+
+
+def test_missing_value_codes_are_missing(tmp_path: Path) -> None:
+    text = "t,a,b\n0,-999,1\n1,2,-999.0\n2,-9999,3\n"
+    frame = read_table(_write(tmp_path, text), missing_values=(-999, -9999))
+    np.testing.assert_array_equal(frame.to_numpy(), [[np.nan, 1], [2, np.nan], [np.nan, 3]])
+    assert read_table(_write(tmp_path, text))["a"].tolist() == [-999, 2, -9999]

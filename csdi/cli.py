@@ -28,6 +28,7 @@ from csdi.cli_args import (
     positive_float,
     positive_int,
     quantile_levels,
+    read_model_input,
     sampler_settings,
     sampling_arguments,
 )
@@ -91,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="own data: drop text columns (named in a warning) instead of stopping",
     )
     p.add_argument("--window", type=positive_int, help="own data: window length in steps")
+    p.add_argument(
+        "--horizon",
+        type=positive_int,
+        help="own data: train a forecaster of this many steps (csdi forecast), not an imputer",
+    )
+    p.add_argument(
+        "--context",
+        type=positive_int,
+        help="with --horizon: history steps a forecast sees (default: three horizons)",
+    )
     p.add_argument(
         "--missing-values",
         type=missing_codes,
@@ -195,6 +206,12 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
     """`csdi train`'s arguments as config overrides, in the order they apply: the own-data
     defaults (with --data), the --recipe, --set, then the dedicated flags."""
     overrides: list[str] = []
+    if (args.horizon or args.context) and args.data is None:
+        raise ValueError("--horizon and --context go with --data (a config sets data.horizon)")
+    if args.context and not args.horizon:
+        raise ValueError("--context needs --horizon (the steps to forecast)")
+    if args.horizon and args.window:
+        raise ValueError("a forecaster's window is --context + --horizon; drop --window")
     if args.data is not None:
         overrides += list(OWN_DATA_DEFAULTS)
     if args.recipe is not None:
@@ -210,6 +227,10 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
             overrides.append(f"data.window={args.window}")
         if args.missing_values:
             overrides.append(f"data.missing_values={args.missing_values}")
+        if args.horizon:
+            overrides.append(f"data.horizon={args.horizon}")
+        if args.context:
+            overrides.append(f"data.context={args.context}")
         if args.output is None:
             raise ValueError("--output DIR is required with --data")
     if args.epochs:
@@ -268,7 +289,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     m = cfg.model
     ranks = f" on each of {group.world_size} ranks" if group.enabled else ""
     d = cfg.data
-    context = f"context {d.context}" if d.context else "the default context"
+    default = "three horizons" if d.dataset == "table" else "the dataset's"
+    context = f"context {d.context}" if d.context else f"a context of {default}"
     shape = f"window {d.window}" if d.horizon is None else f"{context} + horizon {d.horizon}"
     conv = f", time convolution of width {m.temporal_kernel}" if m.temporal_kernel else ""
     conv += f", distance bias over {m.time_bias} steps" if m.time_bias else ""
@@ -321,7 +343,6 @@ def cmd_impute(args: argparse.Namespace) -> None:
 
 
 def _impute(args: argparse.Namespace, group: Distributed) -> None:
-    from csdi.data.tabular import read_table
     from csdi.imputer import Imputer, InputError, imputation_frame
     from csdi.output_files import write_samples, write_table
 
@@ -333,23 +354,7 @@ def _impute(args: argparse.Namespace, group: Distributed) -> None:
         imputer.config = replace(
             imputer.config, train=replace(imputer.config.train, device=args.device)
         )
-    # the model takes its own feature columns; other text columns (labels, notes) are dropped
-    frame = read_table(
-        args.input,
-        time_column=args.time_column or imputer.config.data.time_column,
-        drop_non_numeric=True,
-        exclude=imputer.feature_names,
-        date_order=imputer.config.data.date_order,
-        missing_values=imputer.config.data.missing_values,
-    )
-    empty = [n for n in imputer.feature_names if n in frame and frame[n].isna().all()]
-    if empty:
-        log.warning(
-            "%s: no value given in column(s) %s: imputed from the other columns and the "
-            "training range alone, with wide intervals",
-            args.input,
-            empty,
-        )
+    frame = read_model_input(args, imputer.config.data, imputer.feature_names)
     s = imputer.config.sampling
     try:
         result = imputer.impute(

@@ -9,6 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from csdi.config import DataConfig
+from csdi.data.errors import DataError
+from csdi.data.tabular import read_table
+
 log = logging.getLogger("csdi")
 
 
@@ -173,3 +179,37 @@ def check_outputs(outputs: list[Path | None], reads: list[Path], force: bool) ->
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_file():
             log.warning("replacing the existing file %s", out)
+
+
+def read_model_input(
+    args: argparse.Namespace, data: DataConfig, feature_names: tuple[str, ...]
+) -> pd.DataFrame:
+    """`--input` read as the model's training file was (time column, date order, missing-value
+    codes); text columns the model does not take are dropped, and its features are never
+    guessed to be the time. The model's time column missing from the file is named as such."""
+    time_column = args.time_column or data.time_column
+    try:
+        frame = read_table(
+            args.input,
+            time_column=time_column,
+            drop_non_numeric=True,
+            exclude=feature_names,
+            date_order=data.date_order,
+            missing_values=data.missing_values,
+        )
+    except DataError as e:
+        if args.time_column is None and time_column is not None and "not found" in str(e):
+            raise DataError(
+                f"{e} (the time column the model was trained with: name this file's with "
+                "--time-column)"
+            ) from None
+        raise
+    empty = [n for n in feature_names if n in frame and frame[n].isna().all()]
+    if empty:
+        log.warning(
+            "%s: no value given in column(s) %s: imputed from the other columns and the "
+            "training range alone, with wide intervals",
+            args.input,
+            empty,
+        )
+    return frame

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,11 +20,12 @@ from csdi import checkpoint
 from csdi import metrics as M
 from csdi.checkpoint import write_text_atomic
 from csdi.config import DataConfig, ExperimentConfig, flatten, to_dict
-from csdi.data.scaling import Scaler
+from csdi.data.scaling import Scaler, fit_sensor_scaler
 from csdi.data.synthetic import SyntheticData, make_synthetic
-from csdi.data.tabular import read_table
+from csdi.data.tabular import check_training_values, read_table
 from csdi.data.windows import WindowSet
 from csdi.distributed import SINGLE, Distributed
+from csdi.forecaster import Forecaster, forecast_splits
 from csdi.imputer import Imputer, frame_splits
 from csdi.results import append_record, device_description, make_record, portable
 from csdi.tracking import Tracker
@@ -100,8 +102,21 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
             date_order=cfg.date_order,
             missing_values=cfg.missing_values,
         )
-        train, valid, scaler = frame_splits(frame, cfg, cfg.path)
         protocol = {"window": cfg.window, "stride": cfg.stride or 1, "path": str(cfg.path)}
+        if cfg.horizon is None:
+            train, valid, scaler = frame_splits(frame, cfg, cfg.path)
+        else:  # forecasting: windows of context + horizon (`own_forecaster_config`)
+            assert cfg.context is not None
+            train, valid, scaler = forecast_splits(
+                frame.to_numpy(dtype=np.float64)[None],
+                tuple(str(c) for c in frame.columns),
+                cfg.context,
+                cfg.horizon,
+                cfg,
+                partial(fit_sensor_scaler, log_transform=cfg.log_transform),
+            )
+            check_training_values(cfg.path, frame, train, scaler)
+            protocol |= {"context": cfg.context, "horizon": cfg.horizon}
         return Splits(train, valid, None, scaler, "original", protocol)
     if cfg.dataset == "pm25":
         from csdi.data.pm25 import load_pm25
@@ -205,6 +220,8 @@ def train_experiment(
     """Load the data, train with tracking, write the model directory `cfg.output_dir`.
 
     In a torchrun group (`distributed`) every rank trains; rank 0 alone tracks and writes."""
+    if cfg.data.dataset == "table" and cfg.data.horizon is not None:
+        cfg = Forecaster(cfg).config  # window = context + horizon, the forecast mask
     splits = load_splits(cfg.data, directory)
     n_features = len(splits.train.feature_names)
     sized = cfg.train.for_width(n_features)

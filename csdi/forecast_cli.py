@@ -19,6 +19,7 @@ from csdi.cli_args import (
     check_model_outputs,
     positive_int,
     quantile_levels,
+    read_model_input,
     sampling_arguments,
 )
 
@@ -59,7 +60,6 @@ def future_index(index: pd.Index, horizon: int) -> pd.Index:
 
 
 def cmd_forecast(args: argparse.Namespace) -> None:
-    from csdi.data.tabular import read_table
     from csdi.forecaster import Forecaster
     from csdi.imputer import InputError, quantile_frame
     from csdi.output_files import write_samples, write_table
@@ -71,14 +71,7 @@ def cmd_forecast(args: argparse.Namespace) -> None:
 
         cfg = forecaster.imputer.config
         forecaster.imputer.config = replace(cfg, train=replace(cfg.train, device=args.device))
-    frame = read_table(  # the model takes its own feature columns; other text columns go
-        args.input,
-        time_column=args.time_column or forecaster.config.data.time_column,
-        drop_non_numeric=True,
-        exclude=forecaster.imputer.feature_names,
-        date_order=forecaster.config.data.date_order,
-        missing_values=forecaster.config.data.missing_values,
-    )
+    frame = read_model_input(args, forecaster.config.data, forecaster.imputer.feature_names)
     try:
         result = forecaster.forecast(
             frame,

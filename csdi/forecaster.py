@@ -9,6 +9,7 @@ and samples them. Built on `Imputer` (same network, checkpoints and samplers).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from csdi.baselines import run_baseline
 from csdi.checkpoint import CheckpointError
 from csdi.config import DataConfig, ExperimentConfig
 from csdi.data.forecasting import DEFAULT_CONTEXT, forecast_windows
-from csdi.data.scaling import fit_scaler
+from csdi.data.scaling import Scaler, fit_scaler
 from csdi.data.windows import WindowSet
 from csdi.imputer import DEFAULT_QUANTILES, Imputer, InputError, feature_values
 from csdi.inference import quantiles_of
@@ -56,6 +57,48 @@ def _as_series(data: np.ndarray | pd.DataFrame, names: tuple[str, ...] | None) -
         n, t, k = np.argwhere(np.isinf(arr))[0]
         raise InputError(f"infinite value in series {n}, step {t}, feature {k}")
     return arr
+
+
+def forecast_splits(
+    series: np.ndarray,
+    names: tuple[str, ...],
+    context: int,
+    horizon: int,
+    data: DataConfig,
+    fit: Callable[[np.ndarray, np.ndarray], Scaler],
+) -> tuple[WindowSet, WindowSet | None, Scaler]:
+    """Training and validation windows of context + horizon steps from series (N, T, K), NaN
+    missing, in the units of the scaler `fit(values, observed)` fitted on the training rows.
+
+    Training windows end every `data.stride` rows (default 1); the last
+    `data.validation_fraction` of each series' rows are the targets of validation windows
+    (stride = horizon), none when that is under one horizon.
+    """
+    length, stride = context + horizon, data.stride or 1
+    n_rows = series.shape[1]
+    n_valid = round(n_rows * data.validation_fraction)
+    n_valid = n_valid if n_valid >= horizon else 0
+    train_end = n_rows - n_valid
+    if train_end < length:
+        raise InputError(
+            f"the series has {train_end} training rows; a window needs {length} "
+            f"(context {context} + horizon {horizon})"
+        )
+    scaler = fit(series[:, :train_end], ~np.isnan(series[:, :train_end]))
+    train_ends = np.arange(train_end, length - 1, -stride)[::-1]
+    valid_ends = np.arange(n_rows, train_end + horizon - 1, -horizon)[::-1]
+    train_parts, valid_parts = [], []
+    for one in series:  # (T, K)
+        observed = ~np.isnan(one)
+        scaled = np.where(observed, scaler.transform(one, observed), np.nan)
+        train_parts.append(
+            forecast_windows(scaled, train_ends, context, horizon, names, with_cond=False)
+        )
+        if n_valid:
+            valid_parts.append(
+                forecast_windows(scaled, valid_ends, context, horizon, names, with_cond=True)
+            )
+    return _concat(train_parts), _concat(valid_parts) if valid_parts else None, scaler
 
 
 class Forecaster:
@@ -116,38 +159,12 @@ class Forecaster:
             if isinstance(data, pd.DataFrame)
             else tuple(f"x{k}" for k in range(series.shape[2]))
         )
-        cfg = self.config.data
-        length, stride = self.context + self.horizon, cfg.stride or 1
-        n_rows = series.shape[1]
-        n_valid = round(n_rows * cfg.validation_fraction)
-        n_valid = n_valid if n_valid >= self.horizon else 0
-        train_end = n_rows - n_valid
-        if train_end < length:
-            raise InputError(
-                f"the series has {train_end} training rows; a window needs {length} "
-                f"(context {self.context} + horizon {self.horizon})"
-            )
-        scaler = fit_scaler(series[:, :train_end], ~np.isnan(series[:, :train_end]))
-        train_ends = np.arange(train_end, length - 1, -stride)[::-1]
-        valid_ends = np.arange(n_rows, train_end + self.horizon - 1, -self.horizon)[::-1]
-        train_parts, valid_parts = [], []
-        for one in series:  # (T, K)
-            observed = ~np.isnan(one)
-            scaled = np.where(observed, scaler.transform(one, observed), np.nan)
-            train_parts.append(
-                forecast_windows(
-                    scaled, train_ends, self.context, self.horizon, names, with_cond=False
-                )
-            )
-            if n_valid:
-                valid_parts.append(
-                    forecast_windows(
-                        scaled, valid_ends, self.context, self.horizon, names, with_cond=True
-                    )
-                )
+        train, valid, scaler = forecast_splits(
+            series, names, self.context, self.horizon, self.config.data, fit_scaler
+        )
         self.imputer.fit_windows(
-            _concat(train_parts),
-            _concat(valid_parts) if valid_parts else None,
+            train,
+            valid,
             scaler,
             output_dir=Path(output_dir) if output_dir is not None else None,
             progress=progress,

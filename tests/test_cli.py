@@ -525,3 +525,48 @@ def test_missing_value_codes_are_kept_with_the_model(tmp_path, capsys) -> None:
     assert main([*argv, "--samples", "2", "--steps", "2"]) == 0
     b = pd.read_csv(out)["b"]
     assert (b > -10).all() and b.drop([3, 10, 11]).equals(frame["b"].drop([3, 10, 11]))
+
+
+def test_train_data_with_a_horizon_trains_a_forecaster(tmp_path, capsys) -> None:
+    """`csdi train --data FILE --horizon H`: windows of context + H rows with the future
+    hidden, the forecasting sampler stored, and `csdi forecast` reads the model; the flags
+    that do not fit are refused."""
+    data = tmp_path / "series.csv"
+    frame = _csv(data, n_rows=120, missing=0.1)
+    model = tmp_path / "fc"
+    sets = [a for s in TINY for a in ("--set", s)]
+    argv = ["train", "--data", str(data), "--horizon", "4", "--context", "8", "--no-tracking"]
+    assert main([*argv, "--output", str(model), *sets]) == 0
+    saved = json.loads((model / "config.json").read_text())["config"]
+    assert [saved["data"][k] for k in ("horizon", "context", "window")] == [4, 8, 12]
+    assert saved["train"]["masking"] == "forecast" and saved["sampling"]["sampler"] == "dpm_solver"
+    out = tmp_path / "forecast.csv"
+    argv = ["forecast", "--model", str(model), "--input", str(data), "--horizon", "4"]
+    assert main([*argv, "--output", str(out), "--samples", "3", "--steps", "3"]) == 0
+    result = pd.read_csv(out, parse_dates=["time"])
+    assert result["time"].tolist() == list(
+        pd.date_range(frame["time"].iloc[-1], periods=5, freq="h")[1:]
+    )
+    assert result[["a", "b", "c"]].notna().all().all()
+    base = ["train", "--data", str(data), "--output", str(tmp_path / "x"), "--no-tracking"]
+    _one_line_error(capsys, [*base, "--context", "8"], "--context needs --horizon")
+    _one_line_error(capsys, [*base, "--horizon", "4", "--window", "8"], "drop --window")
+
+
+def test_a_file_without_the_models_time_column_is_told_so(tmp_path, capsys) -> None:
+    data = tmp_path / "series.csv"
+    frame = _csv(data)
+    model = tmp_path / "model"
+    sets = [a for s in TINY for a in ("--set", s)]
+    argv = ["train", "--data", str(data), "--time-column", "time", "--window", "16"]
+    assert main([*argv, "--output", str(model), "--no-tracking", *sets]) == 0
+    renamed = tmp_path / "renamed.csv"
+    frame.rename(columns={"time": "stamp"}).to_csv(renamed, index=False)
+    argv = ["impute", "--model", str(model), "--input", str(renamed), "--samples", "2"]
+    _one_line_error(
+        capsys, [*argv, "--output", str(tmp_path / "o.csv")], "the model was trained with"
+    )
+    assert (
+        main([*argv, "--steps", "2", "--output", str(tmp_path / "o.csv"), "--time-column", "stamp"])
+        == 0
+    )

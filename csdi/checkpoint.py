@@ -21,9 +21,25 @@ class CheckpointError(ValueError):
 TEMP_SUFFIX = ".tmp"
 
 
+def _set_mode(tmp: str, path: Path) -> None:
+    """mkstemp makes 0600: give `tmp` the mode of the `path` it replaces, else 0666 less the
+    umask (what a plain open() would give); where the file system keeps no modes, leave it."""
+    if path.is_file():
+        mode = path.stat().st_mode & 0o777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
+        os.chmod(tmp, mode)
+    except OSError:
+        pass
+
+
 def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Call `write` on a temporary file in `path`'s folder, then rename it to `path` (readable
-    by all, 0644): never a half-written file, and the name exactly as given.
+    """Call `write` on a temporary file in `path`'s folder, then rename it to `path` (with the
+    mode of the file it replaces, else the umask's): never a half-written file, and the name
+    exactly as given.
 
     A process killed mid-write leaves at most a hidden `.NAME.*.tmp` beside an intact `path`
     (`remove_stale_temporaries` clears those); a failed write (disk full, read-only folder)
@@ -37,7 +53,7 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; models and outputs are meant to be read
+        _set_mode(tmp, path)
         os.replace(tmp, path)
     except OSError as e:
         raise OSError(

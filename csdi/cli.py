@@ -206,8 +206,10 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
     """`csdi train`'s arguments as config overrides, in the order they apply: the own-data
     defaults (with --data), the --recipe, --set, then the dedicated flags."""
     overrides: list[str] = []
-    if (args.horizon or args.context) and args.data is None:
-        raise ValueError("--horizon and --context go with --data (a config sets data.horizon)")
+    if (args.horizon or args.context or args.missing_values) and args.data is None:
+        raise ValueError(
+            "--horizon, --context and --missing-values go with --data (a config sets data.*)"
+        )
     if args.context and not args.horizon:
         raise ValueError("--context needs --horizon (the steps to forecast)")
     if args.horizon and args.window:
@@ -251,19 +253,19 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def _say_what_was_saved(out: Path, since: float) -> None:
+def _say_what_was_saved(out: Path, since: float, command: str) -> None:
     """After Ctrl-C in training: whether this run wrote a usable model and a resume state."""
     written = [n for n in ("model.pt", "last.pt") if (out / n).is_file()]
     if any((out / n).stat().st_mtime >= since for n in written):
-        print(
+        said = (
             f"training stopped: {out} holds the best weights validated so far (model.pt, usable "
-            "by csdi impute); --resume continues from the last validation (last.pt)",
-            file=sys.stderr,
+            f"by csdi {command}); --resume continues from the last validation (last.pt)"
         )
+    elif written:
+        said = f"training stopped before its first validation: {out} is as it was before"
     else:
-        print(
-            f"training stopped before its first validation: nothing saved in {out}", file=sys.stderr
-        )
+        said = f"training stopped before its first validation: nothing saved in {out}"
+    print(said, file=sys.stderr)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -313,7 +315,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         )
     except KeyboardInterrupt:
         if group.is_main:
-            _say_what_was_saved(out, started)
+            _say_what_was_saved(out, started, "forecast" if cfg.data.horizon else "impute")
         raise
     finally:
         shutdown(group)
@@ -343,7 +345,7 @@ def cmd_impute(args: argparse.Namespace) -> None:
 
 
 def _impute(args: argparse.Namespace, group: Distributed) -> None:
-    from csdi.imputer import Imputer, InputError, imputation_frame
+    from csdi.imputer import Imputer, InputError, imputation_frame, quantile_columns
     from csdi.output_files import write_samples, write_table
 
     imputer = Imputer.load(args.model)
@@ -354,6 +356,7 @@ def _impute(args: argparse.Namespace, group: Distributed) -> None:
         imputer.config = replace(
             imputer.config, train=replace(imputer.config.train, device=args.device)
         )
+    quantile_columns(imputer.feature_names, args.quantiles)  # a clash refused before sampling
     frame = read_model_input(args, imputer.config.data, imputer.feature_names)
     s = imputer.config.sampling
     try:

@@ -198,7 +198,8 @@ def read_model_input(
             missing_values=data.missing_values,
         )
     except DataError as e:
-        if args.time_column is None and time_column is not None and "not found" in str(e):
+        lost = f"time column {time_column!r} not found"
+        if args.time_column is None and time_column is not None and lost in str(e):
             raise DataError(
                 f"{e} (the time column the model was trained with: name this file's with "
                 "--time-column)"

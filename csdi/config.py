@@ -188,6 +188,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is tuple:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
+        elif not isinstance(value, (list, tuple)):
+            value = [value]  # TOML `missing_values = -999`: one value
         return tuple(_coerce(v, args[0], key) for v in value)
     try:
         if tp is bool:
@@ -220,7 +222,7 @@ RANGES: dict[str, str] = {
     "data.missing_ratio": "(0, 1)",
     "data.n_windows": "[1, inf)",
     "data.n_features": "[1, inf)",
-    "data.validation_fraction": "(0, 1)",
+    "data.validation_fraction": "[0, 1)",
     "data.horizon": "[1, inf)",
     "data.context": "[1, inf)",
     "data.test_stride": "[1, inf)",

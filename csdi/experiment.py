@@ -25,7 +25,7 @@ from csdi.data.synthetic import SyntheticData, make_synthetic
 from csdi.data.tabular import check_training_values, read_table
 from csdi.data.windows import WindowSet
 from csdi.distributed import SINGLE, Distributed
-from csdi.forecaster import Forecaster, forecast_splits
+from csdi.forecaster import Forecaster, default_context, forecast_splits
 from csdi.imputer import Imputer, frame_splits
 from csdi.results import append_record, device_description, make_record, portable
 from csdi.tracking import Tracker
@@ -106,17 +106,17 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
         if cfg.horizon is None:
             train, valid, scaler = frame_splits(frame, cfg, cfg.path)
         else:  # forecasting: windows of context + horizon (`own_forecaster_config`)
-            assert cfg.context is not None
+            context = cfg.context or default_context(cfg.horizon)
             train, valid, scaler = forecast_splits(
                 frame.to_numpy(dtype=np.float64)[None],
                 tuple(str(c) for c in frame.columns),
-                cfg.context,
+                context,
                 cfg.horizon,
                 cfg,
                 partial(fit_sensor_scaler, log_transform=cfg.log_transform),
             )
             check_training_values(cfg.path, frame, train, scaler)
-            protocol |= {"context": cfg.context, "horizon": cfg.horizon}
+            protocol |= {"context": context, "horizon": cfg.horizon}
         return Splits(train, valid, None, scaler, "original", protocol)
     if cfg.dataset == "pm25":
         from csdi.data.pm25 import load_pm25
@@ -191,7 +191,8 @@ def check_resumable(out: Path, cfg: ExperimentConfig, feature_names: tuple[str, 
     if saved_path.is_file():
         saved = flatten(json.loads(saved_path.read_text()))
         for key, value in flatten(cfg).items():
-            if key.startswith(RESUME_SECTIONS) and key != "data.path" and saved.get(key) != value:
+            compared = key.startswith(RESUME_SECTIONS) and key != "data.path" and key in saved
+            if compared and saved[key] != value:  # a key newer than the saved run: its default
                 raise ValueError(
                     f"--resume: {key} is {value!r}, but the training in {out} used "
                     f"{saved.get(key)!r}; resume with the same settings, or --force to start over"
@@ -236,6 +237,8 @@ def train_experiment(
         cfg = replace(cfg, train=sized)
     out = Path(cfg.output_dir)
     resume = resume and check_resumable(out, cfg, splits.train.feature_names)
+    if not resume and distributed.is_main and (out / "last.pt").is_file():
+        (out / "last.pt").unlink()  # an earlier run's resume state: never to be continued now
     if distributed.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(json.dumps(to_dict(cfg), indent=2), out / "experiment.json")

@@ -61,7 +61,7 @@ def future_index(index: pd.Index, horizon: int) -> pd.Index:
 
 def cmd_forecast(args: argparse.Namespace) -> None:
     from csdi.forecaster import Forecaster
-    from csdi.imputer import InputError, quantile_frame
+    from csdi.imputer import InputError, quantile_columns, quantile_frame
     from csdi.output_files import write_samples, write_table
 
     check_model_outputs(args)
@@ -71,6 +71,7 @@ def cmd_forecast(args: argparse.Namespace) -> None:
 
         cfg = forecaster.imputer.config
         forecaster.imputer.config = replace(cfg, train=replace(cfg.train, device=args.device))
+    quantile_columns(forecaster.imputer.feature_names, args.quantiles)  # refused before sampling
     frame = read_model_input(args, forecaster.config.data, forecaster.imputer.feature_names)
     try:
         result = forecaster.forecast(

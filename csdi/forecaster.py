@@ -59,6 +59,11 @@ def _as_series(data: np.ndarray | pd.DataFrame, names: tuple[str, ...] | None) -
     return arr
 
 
+def default_context(horizon: int) -> int:
+    """History steps a forecaster sees when none are given: three horizons."""
+    return 3 * horizon
+
+
 def forecast_splits(
     series: np.ndarray,
     names: tuple[str, ...],
@@ -121,7 +126,7 @@ class Forecaster:
         horizon = horizon or cfg.data.horizon
         if horizon is None or horizon < 1:
             raise ValueError("a Forecaster needs a horizon ≥ 1 (argument or data.horizon)")
-        context = context or cfg.data.context or 3 * horizon
+        context = context or cfg.data.context or default_context(horizon)
         if context < 1:
             raise ValueError(f"context must be ≥ 1; got {context}")
         self.horizon = horizon
@@ -208,6 +213,15 @@ class Forecaster:
         pad = max(0, self.context - t)
         window = np.full((n, self.context + self.horizon, k), np.nan)  # (N, C + H, K)
         window[:, pad : self.context] = series[:, t - (self.context - pad) :]
+        blind = np.flatnonzero(np.isnan(window).all(axis=(1, 2)))
+        if blind.size:
+            log.warning(
+                "%d of %d histories have no value in their last %d rows: those forecasts come "
+                "from the training data's range alone",
+                blind.size,
+                n,
+                self.context,
+            )
         result = self.imputer.impute(
             window,
             n_samples=n_samples,

@@ -98,6 +98,22 @@ class Imputation:
     network_calls: int
 
 
+def quantile_columns(names: Sequence[str], levels: Sequence[float]) -> list[str]:
+    """`<feature>_q<level>` for each level, then feature (the level written in full: 0.05,
+    0.1234567); raises ValueError when one would have a feature's name (or another's)."""
+    columns = [f"{n}_q{np.format_float_positional(q, trim='-')}" for q in levels for n in names]
+    taken = set(names)
+    for column in columns:
+        if column in taken:
+            raise ValueError(
+                f"the quantile column {column!r} would have the name of a column already "
+                "written (a feature, or a level given twice); rename the feature or choose "
+                "other --quantiles"
+            )
+        taken.add(column)
+    return columns
+
+
 def quantile_frame(
     median: np.ndarray,
     quantiles: np.ndarray,
@@ -105,22 +121,10 @@ def quantile_frame(
     index: pd.Index,
     names: list[str],
 ) -> pd.DataFrame:
-    """One series' summary as a frame: the median (T, K) under the feature names, then one
-    column `<feature>_q<level>` per level of quantiles (Q, T, K), the level written in full
-    (0.05, 0.1234567). A quantile column whose name is a feature's is refused, not written over
-    it."""
-    columns = {name: median[:, k] for k, name in enumerate(names)}
-    for level, q in zip(levels, quantiles, strict=True):
-        for k, name in enumerate(names):
-            column = f"{name}_q{np.format_float_positional(level, trim='-')}"
-            if column in columns:
-                raise ValueError(
-                    f"the quantile column {column!r} would have the name of a column already "
-                    "written (a feature, or a level given twice); rename the feature or choose "
-                    "other --quantiles"
-                )
-            columns[column] = q[:, k]
-    return pd.DataFrame(columns, index=index)
+    """One series' summary as a frame: the median (T, K) under the feature names, then the
+    quantiles (Q, T, K) under `quantile_columns`."""
+    data = np.concatenate([median, *quantiles], axis=1)  # (T, K + Q·K), as the column names
+    return pd.DataFrame(data, index=index, columns=[*names, *quantile_columns(names, levels)])
 
 
 def imputation_frame(result: Imputation, index: pd.Index, names: list[str]) -> pd.DataFrame:

@@ -468,6 +468,10 @@ def test_recipes_apply_over_the_defaults_and_under_set(tmp_path) -> None:
     assert narrow.model.channels == 32 and narrow.model.n_heads == 2  # fast_c32: fast, narrower
 
 
+def _interrupt(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
 def test_resume_continues_only_the_same_training(trained, tmp_path, capsys, caplog) -> None:
     """--resume on other columns or another window is refused before anything is written
     (experiment.json stays the run's); on a folder with nothing to resume it says so and
@@ -485,6 +489,17 @@ def test_resume_continues_only_the_same_training(trained, tmp_path, capsys, capl
         capsys, [*argv, "--data", str(data), "--window", "12"], "--resume: data.window is 12"
     )
     assert (model / "experiment.json").read_text() == saved
+    older = {k: v for k, v in json.loads(saved).items()}  # a run saved before data.date_order
+    del older["data"]["date_order"]
+    (model / "experiment.json").write_text(json.dumps(older))
+    assert main([*argv, "--data", str(data), "--window", "16"]) == 0  # resumes
+    stale = (model / "last.pt").read_bytes()
+    forced = ["train", "--data", str(data), "--window", "16", "--output", str(model), "--force"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("csdi.imputer.Trainer.fit", _interrupt)
+        assert main([*forced, "--no-tracking", *sets]) == 130
+    assert not (model / "last.pt").exists() or (model / "last.pt").read_bytes() != stale
+    assert "is as it was before" in capsys.readouterr().err
     fresh = ["train", "--data", str(data), "--window", "16", "--no-tracking", "--resume", *sets]
     with caplog.at_level("WARNING"):
         assert main([*fresh, "--output", str(tmp_path / "new")]) == 0

@@ -60,6 +60,13 @@ def test_bad_overrides_name_the_key(override: str, message: str) -> None:
         load_config(None, [override])
 
 
+def test_ranges_keep_what_the_code_accepts_and_one_value_is_a_tuple(tmp_path) -> None:
+    assert load_config(None, ["data.validation_fraction=0"]).data.validation_fraction == 0
+    toml = tmp_path / "c.toml"
+    toml.write_text("[data]\nmissing_values = -999\n")
+    assert load_config(toml).data.missing_values == (-999.0,)
+
+
 def test_round_trip_through_dict_and_toml(tmp_path) -> None:
     cfg = load_config(None, ["train.epochs=7", "sampling.sampler=ode"])
     assert from_dict(ExperimentConfig, to_dict(cfg)) == cfg

@@ -105,6 +105,8 @@ def _read_raw(path: Path) -> pd.DataFrame:
             raise
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"{path}: cannot be read ({first_line})") from e
+    filled = np.flatnonzero(raw.notna().any(axis=1).to_numpy())
+    raw = raw.iloc[: filled[-1] + 1] if len(filled) else raw.iloc[:0]  # trailing ",,," lines
     if raw.shape[0] == 0:
         raise DataError(f"{path}: file has a header but no data rows")
     raw.columns = [str(c).strip() for c in raw.columns]
@@ -177,26 +179,28 @@ def _to_dates(text: pd.Series, **kwargs: object) -> pd.DatetimeIndex | None:
 
 def _read_dates(path: Path, col: pd.Series, date_order: DateOrder) -> pd.DatetimeIndex | None:
     """The column as dates: ISO 8601 (year first) as it stands; otherwise day-first and
-    month-first readings, each with one format for the whole column where one fits. When
-    both fit and differ (every day ≤ 12), the one in time order is taken; when both or
-    neither are, the column is ambiguous and refused (`date_order` settles it)."""
+    month-first readings with one format for the whole column (the first value's). When both
+    fit and differ (every day ≤ 12), the one in time order is taken; when both or neither
+    are, the column is ambiguous and refused (`date_order` settles it). Values in several
+    formats are read one by one, and only when the two orders agree on every value."""
     text = col.astype(str).str.strip()
     iso = _to_dates(text, format="ISO8601")
     if iso is not None:
         return iso
-    readings: dict[bool, pd.DatetimeIndex] = {}
-    for dayfirst in {"auto": (False, True), "month_first": (False,), "day_first": (True,)}[
-        date_order
-    ]:
-        reading = _to_dates(text, dayfirst=dayfirst)  # the first value's format for all
-        if reading is None:  # formats differ between values: each read on its own
-            reading = _to_dates(text, dayfirst=dayfirst, format="mixed")
-        if reading is not None:
-            readings[dayfirst] = reading
-    if len(readings) < 2 or readings[False].equals(readings[True]):
-        return next(iter(readings.values()), None)
+    orders = {"auto": (False, True), "month_first": (False,), "day_first": (True,)}[date_order]
+    readings = {d: r for d in orders if (r := _to_dates(text, dayfirst=d)) is not None}
+    if not readings:  # no one format fits: value by value, where the order cannot matter
+        month, day = (_to_dates(text, dayfirst=d, format="mixed") for d in (False, True))
+        if month is None or day is None:
+            return None
+        if month.equals(day):
+            return month
+        readings = {False: month, True: day}
+        date_order = "auto"  # a stated order cannot settle values in several formats
+    if len(readings) == 1 or readings[False].equals(readings[True]):
+        return next(iter(readings.values()))
     in_order = [dayfirst for dayfirst, r in readings.items() if r.is_monotonic_increasing]
-    if len(in_order) == 1:
+    if len(in_order) == 1 and date_order == "auto":
         logger.info(
             "%s: time column %r read %s (the reading in time order)",
             path,
@@ -253,9 +257,9 @@ def _find_time_column(
     date_order: DateOrder = "auto",
 ) -> pd.Index | None:
     """Time index of the named column, else of one named time/date/datetime/timestamp, else
-    of the first column that holds dates, else of the first column when it holds increasing
-    numbers; None: no time column (the row number is the time). Columns in
-    `exclude` (a model's features) are never guessed to be the time."""
+    of the first column of distinct dates with years (in any order), else of the first column
+    if it holds increasing numbers; None: no time column (the row number is the time).
+    Columns in `exclude` (a model's features) are never guessed."""
     if time_column is not None:
         if time_column not in raw.columns:
             raise DataError(
@@ -266,13 +270,21 @@ def _find_time_column(
     for c in candidates:
         if c.lower() in TIME_NAMES:
             return _parse_times(path, raw[c], strict=True, date_order=date_order)
-    for c in [c for c in candidates if _is_text_column(raw[c])]:  # dates, in any column
-        times = _parse_times(path, raw[c], strict=False, date_order=date_order)
-        if times is not None:
+    first = raw.columns[0]
+    texts = [c for c in candidates if _is_text_column(raw[c])]
+    for c in texts:  # dates with years: labels, versions, clock times, month names have none
+        if not raw[c].dropna().astype(str).str.contains(r"\d{4}").all():
+            continue
+        try:
+            times = _parse_times(path, raw[c], strict=False, date_order=date_order)
+        except DataError:
+            if c == first:  # ambiguous dates in the first column: the user must say which
+                raise
+            continue
+        if isinstance(times, pd.DatetimeIndex) and times.is_unique:
             logger.info("%s: column %r taken as the time (--time-column names another)", path, c)
             return times
-    first = raw.columns[0]
-    if first in candidates:  # increasing numbers in the first column
+    if first in candidates and first not in texts:  # increasing numbers in the first column
         times = _parse_times(path, raw[first], strict=False, date_order=date_order)
         if times is not None and times.is_monotonic_increasing:
             logger.info(
@@ -393,7 +405,7 @@ def read_table(
     """Read a series: index = sorted time stamps, columns = features, float64, NaN missing.
 
     Wide: the time column is `time_column`, else one named time/date/datetime/timestamp, else
-    the first column that holds dates, else the first column if it holds increasing numbers,
+    the first column of distinct dates, else the first column if it holds increasing numbers,
     else the row number; `exclude` (a trained model's features) are never taken for the time.
     Dates that read both day first and month first follow `date_order` (`_read_dates`); a
     value equal to one of `missing_values` (a logger's -999) is missing. Long:
@@ -453,7 +465,8 @@ def regular_grid(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
 def _grid_of(index: pd.Index) -> tuple[pd.Index, np.ndarray] | None:
     """The regular grid through sorted stamps and each stamp's row in it (None: no grid)."""
     if isinstance(index, pd.DatetimeIndex):
-        stamps = index.as_unit("ns").asi8.astype(np.float64)  # ns, whatever unit was parsed
+        ns = index.as_unit("ns").asi8  # whatever unit was parsed; int64 until made relative
+        stamps = (ns - ns[0]).astype(np.float64)  # float64 of epoch ns would round at 256 ns
     elif pd.api.types.is_numeric_dtype(index):
         stamps = index.to_numpy(dtype=np.float64)
     else:

@@ -243,3 +243,20 @@ def test_missing_value_codes_are_missing(tmp_path: Path) -> None:
     frame = read_table(_write(tmp_path, text), missing_values=(-999, -9999))
     np.testing.assert_array_equal(frame.to_numpy(), [[np.nan, 1], [2, np.nan], [np.nan, 3]])
     assert read_table(_write(tmp_path, text))["a"].tolist() == [-999, 2, -9999]
+
+
+def test_text_columns_without_years_are_never_taken_for_the_time(tmp_path: Path) -> None:
+    """Versions, fractions, clock times and month names parse as dates but are labels: with
+    text columns dropped, the increasing first column stays the time."""
+    for label in (["1.2.3", "1.2.4", "1.3.0"], ["3/4", "1/2", "3/4"], ["10:00", "10:00", "11:00"]):
+        text = "t,x,label\n" + "".join(f"{i},{i},{v}\n" for i, v in enumerate(label))
+        frame = read_table(_write(tmp_path, text), drop_non_numeric=True)
+        assert frame.index.name == "t" and list(frame.columns) == ["x"]
+    months = read_table(_write(tmp_path, "t,month,x\n0,Jan,1\n1,Feb,2\n"), drop_non_numeric=True)
+    assert months.index.tolist() == [0, 1]
+    later = "time,x\n01/02/2024,1\n13/02/2024,2\n25/02/2024,3\n"  # the 13th settles it
+    assert read_table(_write(tmp_path, later)).index[0] == pd.Timestamp("2024-02-01")
+    quarter_seconds = pd.date_range("2024-05-01", periods=8, freq="250ms").delete(3)
+    text = "time,x\n" + "".join(f"{t.isoformat()},1\n" for t in quarter_seconds)
+    ms = read_table(_write(tmp_path, text + ",\n,\n"))  # trailing empty spreadsheet rows
+    assert len(ms) == 8 and np.isnan(ms["x"].iloc[3])  # a regular grid: the lost row is back

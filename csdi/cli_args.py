@@ -17,6 +17,9 @@ from csdi.data.tabular import read_table
 
 log = logging.getLogger("csdi")
 
+#: file types an `--output` table must not be given: written as CSV they would mislead
+NOT_TABLES = (".npz", ".npy", ".pt", ".pkl", ".json", ".xlsx", ".xls", ".png")
+
 
 def quantile_levels(text: str) -> tuple[float, ...]:
     """'0.05,0.5,0.95' → (0.05, 0.5, 0.95): ascending, each once, each strictly inside (0, 1)."""
@@ -154,6 +157,11 @@ def check_model_outputs(args: argparse.Namespace) -> None:
     writes `--output` and `--samples-output` (impute, forecast)."""
     reads = [args.input, *args.model.glob("*")]
     check_outputs([args.output, args.samples_output], reads, args.force)
+    if args.output.suffix.lower() in NOT_TABLES:
+        raise ValueError(
+            f"--output {args.output} is written as a table: name it .csv (or .csv.gz) or "
+            ".parquet; --samples-output takes the .npz of every sample"
+        )
 
 
 def check_outputs(outputs: list[Path | None], reads: list[Path], force: bool) -> None:

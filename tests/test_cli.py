@@ -512,6 +512,7 @@ def test_impute_refuses_a_nan_eta_and_writes_samples_where_told(trained, tmp_pat
     with pytest.raises(SystemExit):  # argparse's usage error
         main([*base, "--output", str(tmp_path / "o.csv"), "--eta", "nan"])
     assert "expected a number ≥ 0; got nan" in capsys.readouterr().err
+    _one_line_error(capsys, [*base, "--output", str(tmp_path / "o.npz")], "name it .csv")
     out, samples = tmp_path / "o.parquet", tmp_path / "draws"
     argv = [*base, "--steps", "2", "--output", str(out), "--samples-output", str(samples)]
     assert main(argv) == 0

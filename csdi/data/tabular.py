@@ -30,6 +30,8 @@ from csdi.data.windows import WindowSet, window_starts
 logger = logging.getLogger(__name__)
 
 TIME_NAMES = ("time", "date", "datetime", "timestamp")
+#: a clock time of day, HH:MM or HH:MM:SS(.fff): a spreadsheet's separate Time column
+CLOCK_TIME = r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?"
 #: how a date such as 02/01/2024 is read: "auto" takes the reading in time order
 DateOrder = Literal["auto", "day_first", "month_first"]
 VARIABLE_NAMES = ("variable", "feature", "parameter", "name")
@@ -306,6 +308,29 @@ def _first_text_cell(path: Path, col: pd.Series) -> str:
     return f"{col.name!r}: e.g. {col.iloc[i]!r} at {_line(path, i)}"
 
 
+def _join_clock(
+    path: Path, raw: pd.DataFrame, times: pd.Index | None, exclude: Sequence[str]
+) -> tuple[pd.Index | None, str | None]:
+    """Separate Date and Time columns (a spreadsheet's export): when the time column holds
+    dates at midnight that repeat, and another column holds clock times (HH:MM[:SS]) on every
+    row, the time is their sum; returns it and the clock column's name (None: as given)."""
+    if not isinstance(times, pd.DatetimeIndex) or times.is_unique:
+        return times, None
+    if (times != times.normalize()).any():
+        return times, None
+    for c in raw.columns:
+        if c == times.name or c in exclude:
+            continue
+        text = raw[c].astype("string").str.strip()
+        if text.isna().any() or not text.str.fullmatch(CLOCK_TIME).all():
+            continue
+        seconds = text.where(text.str.count(":") == 2, text + ":00")  # HH:MM → HH:MM:00
+        joined = times + pd.to_timedelta(seconds.to_numpy(dtype=str))
+        logger.info("%s: the time is column %r plus the clock times of %r", path, times.name, c)
+        return joined.rename(times.name), c
+    return times, None
+
+
 def _wide(
     path: Path,
     raw: pd.DataFrame,
@@ -316,7 +341,8 @@ def _wide(
     missing: Sequence[float],
 ) -> pd.DataFrame:
     times = _find_time_column(path, raw, time_column, exclude, date_order)
-    features = [c for c in raw.columns if times is None or c != times.name]
+    times, clock = _join_clock(path, raw, times, exclude)
+    features = [c for c in raw.columns if (times is None or c != times.name) and c != clock]
     text = [c for c in features if _is_text_column(raw[c])]
     if text and not drop:
         raise DataError(

@@ -260,3 +260,14 @@ def test_text_columns_without_years_are_never_taken_for_the_time(tmp_path: Path)
     text = "time,x\n" + "".join(f"{t.isoformat()},1\n" for t in quarter_seconds)
     ms = read_table(_write(tmp_path, text + ",\n,\n"))  # trailing empty spreadsheet rows
     assert len(ms) == 8 and np.isnan(ms["x"].iloc[3])  # a regular grid: the lost row is back
+
+
+def test_separate_date_and_time_columns_are_one_time(tmp_path: Path) -> None:
+    """A spreadsheet's export: Date (day first) and Time (HH:MM) columns make the time."""
+    stamps = pd.date_range("2024-01-12 22:00", periods=5, freq="h")
+    text = "Date;Time;x\n" + "".join(
+        f"{t:%d.%m.%Y};{t:%H:%M};{i},5\n" for i, t in enumerate(stamps)
+    )
+    frame = read_table(_write(tmp_path, text))
+    assert list(frame.index) == list(stamps) and list(frame.columns) == ["x"]
+    assert frame["x"].tolist() == [0.5, 1.5, 2.5, 3.5, 4.5]

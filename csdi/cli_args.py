@@ -1,4 +1,4 @@
-"""Argument types and option groups shared by the `csdi` commands."""
+"""Argument types, option groups and input reading shared by the `csdi` commands."""
 
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def load_splits(cfg: DataConfig, directory: Path | None = None) -> Splits:
         protocol = {"window": cfg.window, "stride": cfg.stride or 1, "path": str(cfg.path)}
         if cfg.horizon is None:
             train, valid, scaler = frame_splits(frame, cfg, cfg.path)
-        else:  # forecasting: windows of context + horizon (`own_forecaster_config`)
+        else:  # forecasting: windows of context + horizon (`Forecaster`'s default context)
             context = cfg.context or default_context(cfg.horizon)
             train, valid, scaler = forecast_splits(
                 frame.to_numpy(dtype=np.float64)[None],
@@ -195,7 +195,7 @@ def check_resumable(out: Path, cfg: ExperimentConfig, feature_names: tuple[str, 
             if compared and saved[key] != value:  # a key newer than the saved run: its default
                 raise ValueError(
                     f"--resume: {key} is {value!r}, but the training in {out} used "
-                    f"{saved.get(key)!r}; resume with the same settings, or --force to start over"
+                    f"{saved[key]!r}; resume with the same settings, or --force to start over"
                 )
     meta_path = out / "config.json"
     if meta_path.is_file():

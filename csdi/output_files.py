@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 
 from csdi.checkpoint import save_npz_atomic, write_atomic
-
-PARQUET_SUFFIXES = (".parquet", ".pq")
+from csdi.data.tabular import PARQUET_SUFFIXES
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:

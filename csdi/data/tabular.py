@@ -41,6 +41,8 @@ VALUE_NAMES = ("value",)
 MAX_ADDED_ROWS_FACTOR = 1.0
 #: one day in nanoseconds: the step of daily stamps
 DAY_NS = 86_400e9
+#: parquet files (`_read_raw`; `output_files.write_table` writes them for these names)
+PARQUET_SUFFIXES = (".parquet", ".pq")
 #: delimited text files `_sniff` reads (the delimiter is detected, whatever the name says)
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
 #: Largest finite 32-bit float: the model's arithmetic (a larger value would become inf)
@@ -91,7 +93,7 @@ def _read_raw(path: Path) -> pd.DataFrame:
             raw = pd.read_csv(path, dtype=str, skipinitialspace=True, sep=sep)
             if decimal == ",":  # cells are text here; numbers are parsed later
                 raw = raw.apply(lambda c: c.str.replace(",", ".", regex=False))
-        elif name.endswith((".parquet", ".pq")):
+        elif name.endswith(PARQUET_SUFFIXES):
             raw = pd.read_parquet(path)
             if not isinstance(raw.index, pd.RangeIndex):  # a stored index is the time column
                 raw = raw.reset_index()
@@ -117,9 +119,7 @@ def _read_raw(path: Path) -> pd.DataFrame:
 
 def _line(path: Path, row: int) -> str:
     """Where data row `row` (0-based) is in the file, as a user would look for it."""
-    return (
-        f"line {row + 2}" if not path.name.lower().endswith((".parquet", ".pq")) else f"row {row}"
-    )
+    return f"row {row}" if path.name.lower().endswith(PARQUET_SUFFIXES) else f"line {row + 2}"
 
 
 def _as_numbers(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -131,10 +131,15 @@ def _as_numbers(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return nums, text.notna().to_numpy() & np.isnan(nums)
 
 
-def _numeric_column(path: Path, col: pd.Series, missing: Sequence[float] = ()) -> np.ndarray:
-    """A feature column as floats, NaN where blank or equal to a `missing` code (-999); a cell
-    that is neither blank nor a number is an error."""
-    nums, bad = _as_numbers(col)
+def _numeric_column(
+    path: Path,
+    col: pd.Series,
+    numbers: tuple[np.ndarray, np.ndarray],
+    missing: Sequence[float] = (),
+) -> np.ndarray:
+    """A feature column as floats (`numbers`: its `_as_numbers`), NaN where blank or equal to a
+    `missing` code (-999); a cell that is neither blank nor a number is an error."""
+    nums, bad = numbers
     nums = np.where(np.isin(nums, np.asarray(missing, dtype=np.float64)), np.nan, nums)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -158,9 +163,14 @@ def _numeric_column(path: Path, col: pd.Series, missing: Sequence[float] = ()) -
     return nums
 
 
-def _is_text_column(col: pd.Series) -> bool:
-    """Non-missing cells exist and none of them is a number (a label / category column)."""
-    nums, bad = _as_numbers(col)
+def _text_columns(raw: pd.DataFrame) -> list[str]:
+    """The columns with non-missing cells none of which is a number (labels, categories)."""
+    return [str(c) for c in raw.columns if _is_text(_as_numbers(raw[c]))]
+
+
+def _is_text(numbers: tuple[np.ndarray, np.ndarray]) -> bool:
+    """`_as_numbers` of a column with non-missing cells none of which is a number."""
+    nums, bad = numbers
     return bool(bad.any() and np.isnan(nums).all())
 
 
@@ -255,13 +265,15 @@ def _find_time_column(
     path: Path,
     raw: pd.DataFrame,
     time_column: str | None,
+    texts: Sequence[str],
     exclude: Sequence[str] = (),
     date_order: DateOrder = "auto",
 ) -> pd.Index | None:
     """Time index of the named column, else of one named time/date/datetime/timestamp, else
     of the first column of distinct dates with years (in any order), else of the first column
     if it holds increasing numbers; None: no time column (the row number is the time).
-    Columns in `exclude` (a model's features) are never guessed."""
+    `texts`: the text columns (`_text_columns`); those in `exclude` (a model's features) are
+    never guessed."""
     if time_column is not None:
         if time_column not in raw.columns:
             raise DataError(
@@ -273,7 +285,7 @@ def _find_time_column(
         if c.lower() in TIME_NAMES:
             return _parse_times(path, raw[c], strict=True, date_order=date_order)
     first = raw.columns[0]
-    texts = [c for c in candidates if _is_text_column(raw[c])]
+    texts = [c for c in texts if c in candidates]
     for c in texts:  # dates with years: labels, versions, clock times, month names have none
         if not raw[c].dropna().astype(str).str.contains(r"\d{4}").all():
             continue
@@ -340,10 +352,12 @@ def _wide(
     date_order: DateOrder,
     missing: Sequence[float],
 ) -> pd.DataFrame:
-    times = _find_time_column(path, raw, time_column, exclude, date_order)
+    numbers = {c: _as_numbers(raw[c]) for c in raw.columns}  # each column parsed once
+    texts = [c for c in raw.columns if _is_text(numbers[c])]
+    times = _find_time_column(path, raw, time_column, texts, exclude, date_order)
     times, clock = _join_clock(path, raw, times, exclude)
     features = [c for c in raw.columns if (times is None or c != times.name) and c != clock]
-    text = [c for c in features if _is_text_column(raw[c])]
+    text = [c for c in features if c in texts]
     if text and not drop:
         raise DataError(
             f"{path}: no number in column {_first_text_cell(path, raw[text[0]])}"
@@ -356,7 +370,7 @@ def _wide(
     features = [c for c in features if c not in text]
     if not features:
         raise DataError(f"{path}: no numeric feature columns (columns: {list(raw.columns)})")
-    data = {c: _numeric_column(path, raw[c], missing) for c in features}
+    data = {c: _numeric_column(path, raw[c], numbers[c], missing) for c in features}
     index = times if times is not None else pd.RangeIndex(len(raw), name="step")
     frame = pd.DataFrame(data, index=index, columns=features)
     _check_unique_times(path, frame.index)
@@ -390,7 +404,7 @@ def _long(
         raise DataError(f"{path}: long layout needs a time column; got {list(raw.columns)}")
     if time_column is None and rest.shape[1] == 1:  # the one column left is the time
         time_column = str(rest.columns[0])
-    times = _find_time_column(path, rest, time_column, date_order=date_order)
+    times = _find_time_column(path, rest, time_column, _text_columns(rest), date_order=date_order)
     if times is None:
         raise DataError(f"{path}: no time column found among {list(rest.columns)}")
     names = raw[variable].astype("string").str.strip()
@@ -401,7 +415,7 @@ def _long(
         {
             "time": times,
             "variable": names.to_numpy(),
-            "value": _numeric_column(path, raw[value], missing),
+            "value": _numeric_column(path, raw[value], _as_numbers(raw[value]), missing),
         }
     )
     dup = cells.duplicated(["time", "variable"])

@@ -121,7 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("impute", help="impute the missing values of a CSV/parquet file")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--input", type=Path, required=True)
-    p.add_argument("--output", type=Path, required=True, help="CSV with medians and quantiles")
+    p.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="medians and quantiles: CSV (.csv, .csv.gz) or parquet (.parquet)",
+    )
     p.add_argument("--quantiles", type=quantile_levels, default=(0.05, 0.5, 0.95))
     p.add_argument("--samples-output", type=Path, help="also write all samples (S, T, K) to .npz")
     p.add_argument("--time-column")

@@ -30,7 +30,12 @@ def add_forecast_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="a forecasting model directory")
     p.add_argument("--input", type=Path, required=True, help="the history (rows = time)")
     p.add_argument("--horizon", type=positive_int, required=True, help="rows to forecast")
-    p.add_argument("--output", type=Path, required=True, help="CSV with medians and quantiles")
+    p.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="medians and quantiles: CSV (.csv, .csv.gz) or parquet (.parquet)",
+    )
     p.add_argument("--quantiles", type=quantile_levels, default=(0.05, 0.5, 0.95))
     p.add_argument("--samples-output", type=Path, help="also write all samples (S, H, K) to .npz")
     p.add_argument("--time-column")

@@ -32,7 +32,7 @@ from csdi.cli_args import (
     sampler_settings,
     sampling_arguments,
 )
-from csdi.config import OWN_DATA_DEFAULTS, RECIPES, load_config
+from csdi.config import OWN_DATA_DEFAULTS, OWN_FORECAST_DEFAULTS, RECIPES, load_config
 from csdi.progress import QUIET_ENV
 from csdi.results import invocation
 
@@ -221,6 +221,8 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
         raise ValueError("a forecaster's window is --context + --horizon; drop --window")
     if args.data is not None:
         overrides += list(OWN_DATA_DEFAULTS)
+    if args.data is not None and args.horizon:
+        overrides += list(OWN_FORECAST_DEFAULTS)
     if args.recipe is not None:
         overrides += list(RECIPES[args.recipe])
     overrides += list(args.set)
@@ -303,6 +305,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     conv += f", distance bias over {m.time_bias} steps" if m.time_bias else ""
     conv += ", feature-pair bias" if m.feature_bias else ""
     conv += ", conditioning centred per window" if m.cond_centre else ""
+    if cfg.diffusion.prior_mean == "interpolation":
+        auto = cfg.diffusion.prior_season == "auto"
+        conv += ", residual prior" + (" with each column's season from the data" if auto else "")
     clip = f", gradient norm clipped at {t.grad_clip:g}" if t.grad_clip is not None else ""
     clip += f", Adam beta2 {t.adam_beta2:g}" if t.adam_beta2 != 0.999 else ""
     if group.is_main:

@@ -77,6 +77,9 @@ class DiffusionConfig:
     # "zero": CSDI's N(0, I) prior; "interpolation": diffuse the residual from the linear
     # interpolation of the conditioning values, per-feature scale (csdi.diffusion.prior)
     prior_mean: Literal["zero", "interpolation"] = "zero"
+    # with prior_mean = "interpolation", beyond the last given value: "none" holds it, "auto"
+    # repeats each feature's season chosen on the training windows (prior.seasonal_periods)
+    prior_season: Literal["none", "auto"] = "none"
 
 
 #: the fewest windows per batch `TrainConfig.for_width` goes down to
@@ -377,6 +380,11 @@ OWN_DATA_DEFAULTS: tuple[str, ...] = (
     "sampling.time_grid=logsnr",
     "sampling.precision=auto",  # bf16 where native: same CRPS, 1.3x faster (precision.md)
 )
+
+#: What `csdi train --data FILE --horizon H` adds to `OWN_DATA_DEFAULTS` (before `--set`): beyond
+#: the history the residual prior repeats each feature's season where one beats the last value
+#: on the training windows (csdi.diffusion.prior.seasonal_periods; reports/own_forecast).
+OWN_FORECAST_DEFAULTS: tuple[str, ...] = ("diffusion.prior_season=auto",)
 
 
 #: Named training recipes for `csdi train --recipe NAME`, applied over the config (and over

@@ -603,6 +603,9 @@ class Imputer:
             "scaler": self.scaler.to_dict(),
             "bounds": None if self.bounds is None else self.bounds.to_dict(),
             "prior_scale": None if self.prior is None else self.prior.scale.tolist(),
+            "prior_period": None
+            if self.prior is None or self.prior.period is None
+            else self.prior.period.tolist(),
         }
 
     def _save_snapshot(self, trainer: Trainer, path: Path) -> None:
@@ -707,10 +710,14 @@ def _prior_from_meta(
         )
     if scale is None:
         return None
+    period = meta.get("prior_period")  # absent in models saved before seasons existed
     try:
-        prior = ResidualPrior(torch.tensor(scale, dtype=torch.float32))
+        prior = ResidualPrior(
+            torch.tensor(scale, dtype=torch.float32),
+            None if period is None else torch.tensor(period, dtype=torch.long),
+        )
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{meta_path}: unreadable residual scale ({e})") from None
+        raise CheckpointError(f"{meta_path}: unreadable residual prior ({e})") from None
     if len(prior.scale) != len(meta["feature_names"]):
         raise CheckpointError(
             f"{meta_path}: {len(prior.scale)} residual scales for "

@@ -209,6 +209,8 @@ def sample_windows(
             options["noisy"] = NoisyValues(cond.x, cond.mask, std.expand_as(x), purify.start)
             empty = torch.zeros_like(x)
             cond = Conditioning(x=empty, mask=empty, timestamps=cond.timestamps)
+        elif prior is not None:
+            cond = prior.attach(cond)
         draws = sample(
             counted,
             cond,
@@ -329,6 +331,7 @@ def elbo_windows(
         x0 = x * known
         jacobian = torch.zeros(hi - lo, device=device)
         if prior is not None:
+            cond = prior.attach(cond)
             x0 = prior.encode(x0, cond) * known  # 0 where nothing is known, as without it
             jacobian = prior.log_scale_per_value(target, cond)
         halves = [

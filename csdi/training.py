@@ -30,7 +30,7 @@ from csdi.data.windows import WindowSet
 from csdi.diffusion.conditioning import Conditioning
 from csdi.diffusion.losses import get_objective
 from csdi.diffusion.noise import window_seed
-from csdi.diffusion.prior import PRIOR_MEANS, ResidualPrior, residual_scale
+from csdi.diffusion.prior import PRIOR_MEANS, ResidualPrior, residual_scale, seasonal_periods
 from csdi.diffusion.schedule import NoiseSchedule
 from csdi.distributed import SINGLE, Distributed
 from csdi.ema import ExponentialMovingAverage
@@ -38,6 +38,9 @@ from csdi.nn.precision import AtPrecision
 from csdi.progress import bar_disable
 
 log = logging.getLogger(__name__)
+
+#: the most training windows `Trainer.fit_prior` chooses the prior's seasons on
+SEASON_WINDOWS = 4096
 
 
 def resolve_device(name: str) -> torch.device:
@@ -170,8 +173,11 @@ class Trainer:
                 f"unknown diffusion.prior_mean {diffusion_cfg.prior_mean!r}; "
                 f"choose one of {list(PRIOR_MEANS)}"
             )
+        if diffusion_cfg.prior_season != "none" and diffusion_cfg.prior_mean != "interpolation":
+            raise ValueError("diffusion.prior_season needs diffusion.prior_mean = 'interpolation'")
         # the residual prior (csdi.diffusion.prior): fitted on the training windows in `fit`
         self.prior_mean = diffusion_cfg.prior_mean
+        self.prior_season = diffusion_cfg.prior_season
         self.prior: ResidualPrior | None = None
         self.objective_kwargs: dict[str, Any] = (
             {"antithetic": True} if diffusion_cfg.antithetic else {}
@@ -259,6 +265,7 @@ class Trainer:
             "cursor": self._cursor,
             "history": dataclasses.asdict(h),
             "prior_scale": None if self.prior is None else self.prior.scale,
+            "prior_period": None if self.prior is None else self.prior.period,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -295,9 +302,10 @@ class Trainer:
         self._order = None if order is None else order.to(self.device)
         self._cursor = int(state["cursor"])
         self.history = History(**state["history"])
-        scale = state.get("prior_scale")  # the scale the weights were trained under
+        scale = state.get("prior_scale")  # the prior the weights were trained under
         if scale is not None:
-            self.prior = ResidualPrior(scale.to(self.device))
+            period = state.get("prior_period")
+            self.prior = ResidualPrior(scale, period).to(self.device)
 
     # ------------------------------------------------------------------ budget
     def total_steps(self, steps_per_epoch: int) -> int:
@@ -340,6 +348,7 @@ class Trainer:
         target = observed * (1.0 - cond_mask)
         cond = Conditioning(x=x0 * cond_mask, mask=cond_mask, timestamps=batch.timestamps[idx])
         if self.prior is not None:  # the diffusion runs on the residual u (0 where unobserved)
+            cond = self.prior.attach(cond)
             x0 = torch.where(observed > 0, self.prior.encode(x0, cond), 0.0)
         if self.cfg.precision != "fp32":
             model = AtPrecision(model, self.cfg.precision, self.device)
@@ -349,9 +358,11 @@ class Trainer:
         return loss, (target != 0).sum().clamp_min(1).to(loss.dtype)
 
     def fit_prior(self, data: ModelBatch) -> ResidualPrior:
-        """The residual prior's scale from the training windows, their targets drawn as
-        training draws them (`cfg.masking`) from a stream of its own (the training stream,
-        and so the run, is the same as without it; every rank computes the same scale)."""
+        """The residual prior's scale (and with `diffusion.prior_season = "auto"` its seasons)
+        from the training windows, their targets drawn as training draws them (`cfg.masking`)
+        from a stream of its own (the training stream, and so the run, is the same as without
+        it; every rank computes the same prior). Seasons are chosen on at most
+        `SEASON_WINDOWS` windows spread evenly over the data."""
         generator = torch.Generator(device=self.device).manual_seed(
             window_seed(self.cfg.seed, 0x5CA1E)
         )
@@ -362,7 +373,13 @@ class Trainer:
             patterns=data.observed if self.patterns is None else self.patterns,
             horizon=self.horizon,
         )
-        return ResidualPrior(residual_scale(data.values, data.observed, cond_mask))
+        period = None
+        if self.prior_season == "auto":
+            pick = torch.linspace(0, len(data) - 1, min(len(data), SEASON_WINDOWS)).long()
+            pick = pick.to(self.device)
+            period = seasonal_periods(data.values[pick], data.observed[pick], cond_mask[pick])
+        scale = residual_scale(data.values, data.observed, cond_mask, period=period)
+        return ResidualPrior(scale, period)
 
     @property
     def global_batch(self) -> int:
@@ -503,6 +520,8 @@ class Trainer:
         if self.prior_mean == "interpolation" and self.prior is None:
             self.prior = self.fit_prior(data)
             log.info("residual prior: scale per feature %s", self.prior.scale.tolist())
+            if self.prior.period is not None:
+                log.info("residual prior: season per feature %s", self.prior.period.tolist())
         per_epoch = math.ceil(len(data) / self.global_batch)
         while self.step < self.total_steps(per_epoch) and not self.out_of_time():
             train_loss = self.train_round(data, progress and self.distributed.is_main, on_mark)

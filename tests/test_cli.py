@@ -466,6 +466,12 @@ def test_recipes_apply_over_the_defaults_and_under_set(tmp_path) -> None:
     widths = (plain.model.channels, csdi_own.model.channels, own_default.model.channels)
     assert widths == (64, 64, 32)  # the csdi recipe restores CSDI's width over the own defaults
     assert narrow.model.channels == 32 and narrow.model.n_heads == 2  # fast_c32: fast, narrower
+    # a forecaster also gets the seasonal prior, unless --set says otherwise
+    forecast = config_of(*own, "--horizon", "6")
+    no_season = config_of(*own, "--horizon", "6", "--set", "diffusion.prior_season=none")
+    assert own_default.diffusion.prior_season == "none"
+    assert forecast.diffusion.prior_season == "auto" and forecast.data.horizon == 6
+    assert no_season.diffusion.prior_season == "none"
 
 
 def _interrupt(*args: object, **kwargs: object) -> None:

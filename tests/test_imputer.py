@@ -250,6 +250,32 @@ def test_residual_prior_is_fitted_saved_and_resumed(tiny_config, tmp_path) -> No
         Imputer.load(tmp_path / "m")
 
 
+def test_prior_seasons_are_fitted_saved_and_resumed(tiny_config, tmp_path) -> None:
+    """diffusion.prior_season = auto: one season per feature chosen on the training windows,
+    stored in config.json and read back, kept by a resumed run; refused without the residual
+    prior, and a config.json with an unusable season is refused in one line."""
+    diffusion = replace(tiny_config.diffusion, prior_mean="interpolation", prior_season="auto")
+    cfg = replace(tiny_config, diffusion=diffusion)
+    data = _windows(24, 12, 3, 0.3, seed=11)
+    imputer = Imputer(cfg).fit(data, output_dir=tmp_path / "m", progress=False)
+    assert imputer.prior is not None and imputer.prior.period is not None
+    period = imputer.prior.period
+    assert period.shape == (3,) and bool((period >= 1).all()) and bool((period < 12).all())
+    loaded = Imputer.load(tmp_path / "m")
+    assert loaded.prior is not None and torch.equal(loaded.prior.period, period)
+    resumed = Imputer(cfg).fit(data, output_dir=tmp_path / "m", resume=True, progress=False)
+    assert resumed.prior is not None and torch.equal(resumed.prior.period, period)
+
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["prior_period"] = [1, 0, 1]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"unreadable residual prior.*seasons"):
+        Imputer.load(tmp_path / "m")
+    zero = replace(diffusion, prior_mean="zero")
+    with pytest.raises(ValueError, match="prior_season needs"):
+        Imputer(replace(cfg, diffusion=zero)).fit(data, progress=False)
+
+
 def test_compiled_training_and_sampling_match_eager(tiny_config, eager_compile) -> None:
     """train.compile and sampling.compile put the network through torch.compile (here with
     dynamo's eager backend, `eager_compile`) and change no result beyond float rounding."""

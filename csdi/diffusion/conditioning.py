@@ -19,11 +19,15 @@ class Conditioning:
     x:          (B, K, L) values; only entries where `mask` is 1 are read.
     mask:       (B, K, L) 1 where the value is given to the model clean (`cond`), else 0.
     timestamps: (B, L) time stamps of the steps (None: 0..L−1).
+    fill:       (B, K, L) a guess at every entry, the given values where given, for a network
+                that takes a dense input (`cond_input`); None: their linear interpolation.
+                The residual prior with seasons sets it to its mean (`ResidualPrior.attach`).
     """
 
     x: Tensor
     mask: Tensor
     timestamps: Tensor | None = None
+    fill: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -35,16 +39,37 @@ class Conditioning:
         def rep(a: Tensor | None) -> Tensor | None:
             return None if a is None else a.repeat_interleave(n_samples, dim=0)
 
-        return Conditioning(x=rep(self.x), mask=rep(self.mask), timestamps=rep(self.timestamps))  # type: ignore[arg-type]
+        return Conditioning(
+            x=rep(self.x),  # type: ignore[arg-type]
+            mask=rep(self.mask),  # type: ignore[arg-type]
+            timestamps=rep(self.timestamps),
+            fill=rep(self.fill),
+        )
 
     def slice(self, start: int, stop: int) -> Conditioning:
         """Rows start:stop of the batch."""
-        ts = None if self.timestamps is None else self.timestamps[start:stop]
-        return Conditioning(x=self.x[start:stop], mask=self.mask[start:stop], timestamps=ts)
+
+        def part(a: Tensor | None) -> Tensor | None:
+            return None if a is None else a[start:stop]
+
+        return Conditioning(
+            x=self.x[start:stop],
+            mask=self.mask[start:stop],
+            timestamps=part(self.timestamps),
+            fill=part(self.fill),
+        )
 
     def to(self, device: torch.device | str) -> Conditioning:
-        ts = None if self.timestamps is None else self.timestamps.to(device)
-        return replace(self, x=self.x.to(device), mask=self.mask.to(device), timestamps=ts)
+        def move(a: Tensor | None) -> Tensor | None:
+            return None if a is None else a.to(device)
+
+        return replace(
+            self,
+            x=self.x.to(device),
+            mask=self.mask.to(device),
+            timestamps=move(self.timestamps),
+            fill=move(self.fill),
+        )
 
 
 class NoisePredictor(Protocol):

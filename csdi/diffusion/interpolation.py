@@ -28,3 +28,26 @@ def linear_fill(x: Tensor, given: Tensor) -> Tensor:
     out = torch.where(has_before & has_after, inside, torch.where(has_before, x_before, x_after))
     out = torch.where(has_before | has_after, out, torch.zeros_like(x))
     return torch.where(given, x, out)
+
+
+def extend_seasonally(fill: Tensor, given: Tensor, period: Tensor) -> Tensor:
+    """fill, given (..., K, L), period (K,) integers ≥ 1 → (..., K, L): beyond the given steps
+    the last season repeated instead of the nearest value (the seasonal naive forecast: with g
+    the last given step, step g + h takes fill[g + h − P·⌈h/P⌉]; before the first given step f,
+    step f − h takes fill[f − h + P·⌈h/P⌉]). Period 1 is `linear_fill`'s constant ends; where a
+    season reaches past the window, or a series has no given step, `fill` is kept."""
+    length = fill.shape[-1]
+    steps = torch.arange(length, device=fill.device)
+    p = period.to(device=fill.device, dtype=torch.long)[:, None]  # (K, 1)
+    last = torch.where(given, steps, -1).amax(dim=-1, keepdim=True)  # (..., K, 1)
+    first = torch.where(given, steps, length).amin(dim=-1, keepdim=True)
+    ahead = steps - last  # > 0 after the last given step
+    behind = first - steps  # > 0 before the first given step
+    source = torch.where(
+        ahead > 0,
+        steps - p * ((ahead + p - 1) // p),
+        torch.where(behind > 0, steps + p * ((behind + p - 1) // p), steps),
+    )
+    inside = (source >= 0) & (source < length) & (last >= 0)
+    source = torch.where(inside, source, steps).expand_as(fill)
+    return fill.gather(-1, source)

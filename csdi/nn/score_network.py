@@ -50,8 +50,9 @@ class NetworkConfig:
         the time transformer stays full attention.
     time_scale: the diffusion time t ∈ [0, 1] is embedded as sinusoid(t · time_scale).
     cond_input: "masked" (CSDI: the given values, 0 elsewhere), "interpolated" (the given
-        values linearly interpolated along time, PriSTI's conditioning; see `linear_fill`) or
-        "both" (the two as separate input channels).
+        values linearly interpolated along time, PriSTI's conditioning; see `linear_fill`; or
+        `Conditioning.fill` where the caller sets it) or "both" (the two as separate input
+        channels).
     temporal_kernel: when > 0 (odd), each residual layer first adds a depthwise convolution
         along time of this width (per feature and channel, zero-initialised so training starts
         from CSDI's function): a local, translation-invariant path next to the time
@@ -256,13 +257,15 @@ class ScoreNetwork(nn.Module):
             timestamps = cond.timestamps
         given = cond.mask.bool()
         masked = torch.where(given, cond.x, 0.0)
+        level = torch.zeros_like(masked[..., :1])  # (B, K, 1)
         if self.config.cond_centre:
-            n_given = given.sum(dim=-1, keepdim=True).clamp_min(1)  # (B, K, 1)
+            n_given = given.sum(dim=-1, keepdim=True).clamp_min(1)
             level = masked.sum(dim=-1, keepdim=True) / n_given  # 0 where none is given
             masked = torch.where(given, masked - level, 0.0)
         channels = [] if self.config.cond_input == "interpolated" else [masked]
         if self.config.cond_input != "masked":
-            channels.append(linear_fill(masked, given))
+            dense = linear_fill(masked, given) if cond.fill is None else cond.fill - level
+            channels.append(dense)
         cond_values = torch.stack(channels, dim=-1)  # (B, K, L, I)
         side = self.side_information(timestamps, given.to(cond_values.dtype))
         return ConditionCache(given=given, cond_values=cond_values, side=side)

@@ -16,7 +16,7 @@ from csdi.data.scaling import ValueBounds
 from csdi.diffusion.bounds import ClippedPredictor
 from csdi.diffusion.conditioning import Conditioning
 from csdi.diffusion.parameterization import eps_to_x0
-from csdi.diffusion.prior import ResidualPrior, residual_scale
+from csdi.diffusion.prior import ResidualPrior, residual_scale, seasonal_periods
 from csdi.diffusion.schedule import NoiseSchedule, get_schedule
 from csdi.inference import elbo_windows, sample_windows
 
@@ -61,6 +61,45 @@ def test_residual_scale_is_the_rms_of_the_interpolation_error() -> None:
     cond[2, 0] = 0.0
     scale = residual_scale(values, observed, cond, floor=0.05)
     torch.testing.assert_close(scale, torch.tensor([math.sqrt(12.5), 0.05, 1.0]))
+
+
+def test_seasons_are_chosen_by_the_residual_they_leave() -> None:
+    """Forecast windows (the last 8 of 40 steps hidden) of three features: a noisy season of
+    6 steps → a multiple of 6 (each repeats the same values; which one is left to the noise),
+    a random walk → 1 (its last value is the best guess), white noise → whatever leaves the
+    least residual, never more than holding the last value; the scale is then the RMS of the
+    seasonal residual."""
+    gen = torch.Generator().manual_seed(0)
+    n, length = 200, 40
+    start = torch.randint(0, 6, (n, 1), generator=gen)
+    steps = torch.arange(length)[None] + start
+    season = torch.sin(2 * math.pi * steps / 6) * 2 + 0.05 * torch.randn(n, length, generator=gen)
+    walk = torch.randn(n, length, generator=gen).cumsum(-1)
+    noise = torch.randn(n, length, generator=gen)
+    values = torch.stack([season, walk, noise], dim=1)  # (N, 3, L)
+    observed = torch.ones_like(values)
+    cond = torch.ones_like(values)
+    cond[..., -8:] = 0.0
+    period = seasonal_periods(values, observed, cond)
+    assert period[0] % 6 == 0 and period[1] == 1
+    target = 1.0 - cond
+    held = residual_scale(values, observed, cond)
+    seasonal = residual_scale(values, observed, cond, period=period)
+    assert bool((seasonal <= held).all()) and seasonal[0] < 0.2 * held[0]
+    # the prior's mean with these seasons is the seasonal naive forecast of the horizon
+    prior = ResidualPrior(seasonal, period)
+    mean = prior.mean(Conditioning(x=values * cond, mask=cond))
+    p0, origin = int(period[0]), length - 8
+    reach = min(8, p0)  # horizon steps one season back (further ones go back two)
+    torch.testing.assert_close(
+        mean[:, 0, origin : origin + reach], values[:, 0, origin - p0 : origin - p0 + reach]
+    )
+    torch.testing.assert_close(mean[:, 1, -8:], values[:, 1, -9:-8].expand(n, 8))
+    rms = torch.sqrt((((values - mean) * target) ** 2).sum((0, 2)) / target.sum((0, 2)))
+    torch.testing.assert_close(seasonal, rms)
+    for bad in ([1, 0, 1], [1, 2], [1.0, 2.0, 3.0]):
+        with pytest.raises(ValueError, match="seasons"):
+            ResidualPrior(seasonal, torch.tensor(bad))
 
 
 class UnitNormalResidual(nn.Module):

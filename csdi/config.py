@@ -383,7 +383,8 @@ OWN_DATA_DEFAULTS: tuple[str, ...] = (
 
 #: What `csdi train --data FILE --horizon H` adds to `OWN_DATA_DEFAULTS` (before `--set`): beyond
 #: the history the residual prior repeats each feature's season where one beats the last value
-#: on the training windows (csdi.diffusion.prior.seasonal_periods; reports/own_forecast).
+#: on the training windows (csdi.diffusion.prior.seasonal_periods): ETTh1 24 h ahead CRPS 0.304
+#: against 0.427, paired (reports/own_forecast).
 OWN_FORECAST_DEFAULTS: tuple[str, ...] = ("diffusion.prior_season=auto",)
 
 

@@ -9,7 +9,8 @@ forecast sees the `context` rows before its origin, gaps as the data has them) a
 H rows after it where the data has values, in units of the training file's per-column std:
 fair sample CRPS, MAE of the median, 90 % interval coverage. Beside it, on the same rows: the
 last value repeated (season 1) and the last day repeated (season 24; both with gaps filled
-forward), point forecasts whose CRPS is their MAE. Figures are appended to
+forward, each from at least its season of history, even where the model's context is shorter),
+point forecasts whose CRPS is their MAE. Figures are appended to
 reports/own_forecast/results.json and `--report` rewrites reports/own_forecast/README.md.
 
     python pipelines/benchmarks/own_forecast.py --sets etth1 --horizon 24 --threads 1
@@ -112,12 +113,18 @@ def run_set(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         "forecast_seconds": forecast_seconds,
         "samples": args.samples,
         "overrides": list(args.set),
-        "sampling": {k: v for k, v in sampling.items() if v is not None},
+        # what sampled: the options given, else the model's own
+        "sampling": {
+            k: getattr(forecaster.config.sampling, k) if v is None else v
+            for k, v in sampling.items()
+        },
     }
     records = [model]
     for method, season in NAIVE.items():
-        windows = np.concatenate([histories, np.full_like(truth, np.nan)], axis=1)  # (N, C+H, K)
-        point = seasonal_naive(  # (N, 1, C + H, K); a history with no value: the training mean
+        n = max(c, season)  # a naive forecast sees at least its season, even past the context
+        past = np.stack([values[o - n : o] for o in origins])  # (N, n, K)
+        windows = np.concatenate([past, np.full_like(truth, np.nan)], axis=1)  # (N, n + H, K)
+        point = seasonal_naive(  # (N, 1, n + H, K); a history with no value: the training mean
             windows,
             n_samples=1,
             rng=np.random.default_rng(0),
@@ -125,7 +132,7 @@ def run_set(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             season=season,
             horizon=h,
         )
-        records.append({"method": method, **_scores(point[:, :, c:], truth, std), **meta})
+        records.append({"method": method, **_scores(point[:, :, n:], truth, std), **meta})
     return records
 
 

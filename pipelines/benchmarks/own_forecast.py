@@ -44,7 +44,13 @@ from csdi.results import append_record, device_description, git_commit, read_rec
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "reports" / "own_forecast"
-BUILDERS = {"etth1": sets.etth1, "pm25_stations": sets.pm25_stations, "exchange": sets.exchange}
+BUILDERS = {
+    "etth1": sets.etth1,
+    "pm25_stations": sets.pm25_stations,
+    "exchange": sets.exchange,
+    "etth2_ot": sets.etth2_ot,  # probes: files never used to choose a default
+    "ettm1": sets.ettm1,
+}
 #: the naive forecasts beside the model: name → season (steps repeated)
 NAIVE = {"last value": 1, "last day (season 24)": 24}
 

@@ -209,7 +209,8 @@ def _sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def train_overrides(args: argparse.Namespace) -> list[str]:
     """`csdi train`'s arguments as config overrides, in the order they apply: the own-data
-    defaults (with --data), the --recipe, --set, then the dedicated flags."""
+    defaults (with --data; with --horizon also the forecasting ones), the --recipe, --set, then
+    the dedicated flags."""
     overrides: list[str] = []
     if (args.horizon or args.context or args.missing_values) and args.data is None:
         raise ValueError(

@@ -714,7 +714,7 @@ def _prior_from_meta(
     try:
         prior = ResidualPrior(
             torch.tensor(scale, dtype=torch.float32),
-            None if period is None else torch.tensor(period, dtype=torch.long),
+            None if period is None else torch.tensor(period),  # a non-integer is refused
         )
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{meta_path}: unreadable residual prior ({e})") from None

@@ -267,10 +267,11 @@ def test_prior_seasons_are_fitted_saved_and_resumed(tiny_config, tmp_path) -> No
     assert resumed.prior is not None and torch.equal(resumed.prior.period, period)
 
     meta = json.loads((tmp_path / "m" / "config.json").read_text())
-    meta["prior_period"] = [1, 0, 1]
-    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match=r"unreadable residual prior.*seasons"):
-        Imputer.load(tmp_path / "m")
+    for bad in ([1, 0, 1], [1, 2.5, 1]):
+        meta["prior_period"] = bad
+        (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+        with pytest.raises(CheckpointError, match=r"unreadable residual prior.*seasons"):
+            Imputer.load(tmp_path / "m")
     zero = replace(diffusion, prior_mean="zero")
     with pytest.raises(ValueError, match="prior_season needs"):
         Imputer(replace(cfg, diffusion=zero)).fit(data, progress=False)

@@ -339,6 +339,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         f"rounds) in {h.seconds[-1] if h.seconds else 0:.0f} s; best validation loss "
         f"{h.best_valid:.4f} at round {h.best_epoch}; model in {cfg.output_dir}"
     )
+    spread = imputer.spread
+    if spread is not None:
+        slope = (
+            "" if spread.horizon is None else f", ×{np.exp(spread.slope):.2f} by the horizon's end"
+        )
+        print(
+            f"samples' spread calibrated on the validation windows: ×"
+            f"{spread.level.min():.2f}–{spread.level.max():.2f} per column{slope} "
+            "(impute/forecast --uncalibrated: as drawn)"
+        )
 
 
 def cmd_impute(args: argparse.Namespace) -> None:
@@ -414,6 +424,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             elbo_time_samples=0 if args.no_elbo else args.elbo_samples,
             distributed=group,
             missing_ratio=args.missing_ratio,
+            calibrated=not args.uncalibrated,
         )
     finally:
         shutdown(group)

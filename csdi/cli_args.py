@@ -83,7 +83,7 @@ def missing_codes(text: str) -> str:
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     """--samples, --sampler, --steps, --time-grid, --eta, --precision, --seed, --chunk-size,
-    --no-clip, --compile, --device (default: the model's), --threads."""
+    --no-clip, --uncalibrated, --compile, --device (default: the model's), --threads."""
     p.add_argument("--samples", type=positive_int, help="samples per window (default: the model's)")
     p.add_argument("--sampler", choices=["ancestral", "sde", "ode", "ddim", "dpm_solver"])
     p.add_argument("--steps", type=positive_int, help="sampler steps")
@@ -113,6 +113,12 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
         help="do not keep imputed values inside the range learned from the training data",
     )
     p.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="keep the samples' spread as the sampler draws it, without the factors fitted on "
+        "the validation windows at training",
+    )
+    p.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile the network (faster calls after a compilation of its own)",
@@ -140,7 +146,11 @@ def sampler_settings(args: argparse.Namespace) -> dict[str, Any]:
 def sampling_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of `Imputer.impute` / `Forecaster.forecast` that the options of
     `add_sampling_options` (and --quantiles) set; None leaves the model's own setting."""
-    return {**sampler_settings(args), "quantiles": args.quantiles}
+    return {
+        **sampler_settings(args),
+        "quantiles": args.quantiles,
+        "calibrated": not args.uncalibrated,
+    }
 
 
 def add_output_options(p: argparse.ArgumentParser) -> None:

@@ -125,6 +125,9 @@ class TrainConfig:
     snapshot_minutes: tuple[float, ...] = ()  # also keep them when these wall times are passed
     precision: Literal["fp32", "bf16", "auto"] = "fp32"  # of the network's forward (nn.precision)
     compile: bool = False  # torch.compile the training forward and backward (inductor)
+    # after training, fit the samples' spread on this many validation windows (0: never;
+    # csdi.calibration, Imputer.calibrate_spread)
+    calibration_windows: int = 0
 
     def for_width(self, n_features: int) -> TrainConfig:
         """This config with `batch_size` at most max(4, `max_series_per_batch` // n_features)
@@ -255,6 +258,7 @@ RANGES: dict[str, str] = {
     "train.max_minutes": "(0, inf)",
     "train.validate_every": "[1, inf)",
     "train.snapshot_every": "[1, inf)",
+    "train.calibration_windows": "[0, inf)",
     "sampling.steps": "[1, inf)",
     "sampling.n_samples": "[1, inf)",
     "sampling.chunk_size": "[1, inf)",
@@ -384,8 +388,14 @@ OWN_DATA_DEFAULTS: tuple[str, ...] = (
 #: What `csdi train --data FILE --horizon H` adds to `OWN_DATA_DEFAULTS` (before `--set`): beyond
 #: the history the residual prior repeats each feature's season where one beats the last value
 #: on the training windows (csdi.diffusion.prior.seasonal_periods): ETTh1 24 h ahead CRPS 0.304
-#: against 0.427, paired (reports/own_forecast).
-OWN_FORECAST_DEFAULTS: tuple[str, ...] = ("diffusion.prior_season=auto",)
+#: against 0.427, paired (reports/own_forecast). And the samples' spread is calibrated on 64
+#: validation forecasts (csdi.calibration), whose task is the forecasts' own: PM2.5 24 h ahead
+#: CRPS -1.4 %, 90 % coverage 0.71 -> 0.74, ETTh1 level (paired). Not for imputation, whose
+#: gaps at imputing are not the training masks: there it was level (+0.5 %, -0.3 %).
+OWN_FORECAST_DEFAULTS: tuple[str, ...] = (
+    "diffusion.prior_season=auto",
+    "train.calibration_windows=64",
+)
 
 
 #: Named training recipes for `csdi train --recipe NAME`, applied over the config (and over

@@ -277,6 +277,7 @@ def evaluate_model(
     elbo_time_samples: int = 16,
     distributed: Distributed = SINGLE,
     missing_ratio: float | None = None,
+    calibrated: bool = True,
 ) -> dict[str, Any] | None:
     """Sample the test windows of the model's own protocol, write metrics.json and a record.
 
@@ -294,6 +295,8 @@ def evaluate_model(
     format `csdi report --samples` draws bands from).
 
     `weights`: evaluate a training snapshot of the model instead of its best weights.
+    `calibrated`: spread the samples by the model's spread calibration, when it has one
+    (`Imputer.impute`).
 
     In a torchrun group (`distributed`) each rank samples a contiguous share of the windows
     with the seeds a single run would use (`Imputer.sample_sharded`), rank 0 scores and
@@ -318,6 +321,8 @@ def evaluate_model(
     if max_windows is not None:
         test = test.subset(np.arange(min(max_windows, len(test))))
     samples, seconds, calls = imputer.sample_sharded(test, sampling, progress=progress)
+    if calibrated and imputer.spread is not None:
+        samples = imputer.spread.apply(samples, test.observed if test.cond is None else test.cond)
     if not distributed.is_main:
         return None
     mean, std = metric_scale(splits)

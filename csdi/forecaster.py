@@ -77,7 +77,8 @@ def forecast_splits(
 
     Training windows end every `data.stride` rows (default 1); the last
     `data.validation_fraction` of each series' rows are the targets of validation windows
-    (stride = horizon), none when that is under one horizon.
+    (ending every quarter horizon, so that the best weights and the spread calibration are
+    chosen on more than a few windows), none when that is under one horizon.
     """
     length, stride = context + horizon, data.stride or 1
     n_rows = series.shape[1]
@@ -91,7 +92,8 @@ def forecast_splits(
         )
     scaler = fit(series[:, :train_end], ~np.isnan(series[:, :train_end]))
     train_ends = np.arange(train_end, length - 1, -stride)[::-1]
-    valid_ends = np.arange(n_rows, train_end + horizon - 1, -horizon)[::-1]
+    valid_stride = max(1, horizon // 4)  # four times the windows of a horizon's stride
+    valid_ends = np.arange(n_rows, train_end + horizon - 1, -valid_stride)[::-1]
     train_parts, valid_parts = [], []
     for one in series:  # (T, K)
         observed = ~np.isnan(one)
@@ -156,7 +158,7 @@ class Forecaster:
 
         Windows of context + horizon steps every `data.stride` rows (default 1). The last
         `data.validation_fraction` of each series' rows are the targets of validation windows
-        (stride = horizon); training windows and the scaler use only the rows before them.
+        (every quarter horizon); training windows and the scaler use only the rows before them.
         """
         series = _as_series(data, None)
         names = (
@@ -194,11 +196,13 @@ class Forecaster:
         precision: str | None = None,
         clip: bool | None = None,
         compile: bool | None = None,
+        calibrated: bool = True,
     ) -> Forecast:
         """Samples of the `horizon` steps after each history ((T, K), frame, or (N, T, K)).
 
         The last `context` rows are used (a shorter history is padded with missing rows); the
         model always samples its trained horizon and the first `horizon` steps are returned.
+        `calibrated`: as `Imputer.impute`'s.
         """
         h = self.horizon if horizon is None else horizon
         if not 1 <= h <= self.horizon:
@@ -236,6 +240,7 @@ class Forecaster:
             precision=precision,
             clip=clip,
             compile=compile,
+            calibrated=calibrated,
         )
         samples = result.samples[:, :, self.context : self.context + h]  # (N, S, h, K)
         return Forecast(

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from csdi import checkpoint
+from csdi.calibration import SpreadCalibration, fit_spread
 from csdi.checkpoint import FORMAT_VERSION, CheckpointError
 from csdi.config import (
     DataConfig,
@@ -29,6 +30,7 @@ from csdi.config import (
     own_data_config,
     to_dict,
 )
+from csdi.data.masking import make_cond_mask
 from csdi.data.scaling import (
     Scaler,
     ValueBounds,
@@ -55,6 +57,7 @@ from csdi.training import History, Trainer, resolve_device, save_training_state
 log = logging.getLogger(__name__)
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+CALIBRATION_SAMPLES = 16  # per validation window (csdi.calibration.ensemble_factor: any S)
 
 
 class InputError(ValueError):
@@ -200,6 +203,7 @@ class Imputer:
         self.scaler: Scaler | None = None
         self.bounds: ValueBounds | None = None  # model units; None: unbounded (older models)
         self.prior: ResidualPrior | None = None  # diffusion.prior_mean = "interpolation" only
+        self.spread: SpreadCalibration | None = None  # train.calibration_windows > 0 only
         self.feature_names: tuple[str, ...] = ()
         self.history: History | None = None
 
@@ -309,7 +313,51 @@ class Imputer:
         else:
             self.network.load_state_dict(trainer.ema.module.state_dict())
             self.schedule.load_state_dict(trainer.averaged_schedule.state_dict())
+        self.spread = None
+        if valid is not None and self.config.train.calibration_windows > 0:
+            self.spread = self.calibrate_spread(valid, patterns)
+            if output_dir is not None:  # rank 0: the model directory gains the factors
+                meta = json.dumps(self._meta(), indent=2)
+                checkpoint.write_text_atomic(meta, output_dir / "config.json")
         return self.history
+
+    def calibrate_spread(
+        self, valid: WindowSet, patterns: np.ndarray | None = None
+    ) -> SpreadCalibration | None:
+        """Fit the spread calibration (`csdi.calibration`) on validation windows in model
+        units: up to `train.calibration_windows` of them, evenly spread, each given the training
+        mask (for a forecaster, the history) and sampled `CALIBRATION_SAMPLES` times; an
+        imputer's windows are repeated with fresh masks until there are that many. None (and
+        a log line) when the windows hold too few values to score."""
+        wanted = self.config.train.calibration_windows
+        horizon = self.config.data.horizon
+        n = len(valid)
+        repeats = 1 if horizon is not None else -(-wanted // n)
+        picked = np.unique(np.linspace(0, n - 1, min(n, wanted)).round().astype(int))
+        chosen = valid.subset(np.tile(picked, repeats))
+        observed = torch.from_numpy(chosen.observed.transpose(0, 2, 1).copy())  # (B, K, L)
+        strategy = "forecast" if horizon is not None else self.config.train.masking
+        known = None if patterns is None else torch.from_numpy(patterns.transpose(0, 2, 1).copy())
+        generator = torch.Generator().manual_seed(self.config.train.seed)
+        cond = make_cond_mask(strategy, observed, generator, patterns=known, horizon=horizon)
+        given = cond.numpy().transpose(0, 2, 1).astype(bool)  # (B, L, K)
+        windows = replace(chosen, cond=given)
+        sampling = replace(self.config.sampling, n_samples=CALIBRATION_SAMPLES, seed=1)
+        samples, seconds, _ = self.sample_sharded(windows, sampling)
+        target = windows.observed & ~given
+        spread = fit_spread(samples, windows.values, target, horizon)
+        if spread is None:
+            log.info("spread not calibrated: %d validation values to score", int(target.sum()))
+        else:
+            log.info(
+                "spread calibrated on %d validation windows in %.0f s: level per feature %s, "
+                "slope over the horizon %.2f",
+                len(windows),
+                seconds,
+                spread.level.round(2).tolist(),
+                spread.slope,
+            )
+        return spread
 
     def fit(
         self,
@@ -447,6 +495,7 @@ class Imputer:
         compile: bool | None = None,
         denoise: float | np.ndarray | None = None,
         denoise_start: float = 1.0,
+        calibrated: bool = True,
     ) -> Imputation:
         """Impute every missing entry; observed entries are returned exactly as given.
 
@@ -466,6 +515,10 @@ class Imputer:
         values up at this multiple of their noise level (1: matched, exact for Gaussian noise
         of the stated size; more: a randomised start with extra injected noise, as Yoon et al.
         2021 purify, robust to outliers and understated noise but smoother).
+
+        `calibrated`: spread the samples by the factors fitted on the validation windows at
+        training (`csdi.calibration`), when the model has them; False: as the sampler drew
+        them. Purification's samples are never rescaled.
         """
         self._require_fitted()
         assert self.scaler is not None
@@ -514,12 +567,15 @@ class Imputer:
             if self.bounds is None
             else self.bounds.covering(scaled.values, scaled.observed, self.scaler)
         )
+        spread = self.spread if calibrated and purify is None else None
         if isinstance(data, pd.DataFrame):
-            samples, seconds, calls = self._impute_series(scaled, cfg, purify, bounds)
+            samples, seconds, calls = self._impute_series(scaled, cfg, purify, bounds, spread)
         else:
             samples, seconds, calls = self.sample_sharded(
                 scaled, cfg, progress=progress, purify=purify, bounds=bounds
             )
+            if spread is not None:
+                samples = spread.apply(samples, scaled.observed)
         values = self.scaler.inverse(samples)  # (N, S, L, K) data units
         if bounds is not None and cfg.clip:  # exact in data units (0 stays 0)
             values = bounds.clip_data(values)
@@ -577,8 +633,10 @@ class Imputer:
         cfg: SamplingConfig,
         purify: Purification | None = None,
         bounds: ValueBounds | None = None,
+        spread: SpreadCalibration | None = None,
     ) -> tuple[np.ndarray, float, int]:
-        """One long series (1, T, K) → samples (1, S, T, K) window by window, stitched."""
+        """One long series (1, T, K) → samples (1, S, T, K) window by window, each window's
+        spread calibrated by `spread` (when given), stitched."""
         n_rows = one.values.shape[1]
         length = min(self.config.data.window, n_rows)
         starts = window_starts(n_rows, length, stitch_stride(length))
@@ -591,6 +649,8 @@ class Imputer:
             feature_names=one.feature_names,
         )
         samples, seconds, calls = self.sample_sharded(windows, cfg, purify=purify, bounds=bounds)
+        if spread is not None:
+            samples = spread.apply(samples, windows.observed)
         return stitch(samples, starts, n_rows)[None], seconds, calls  # (1, S, T, K)
 
     # ------------------------------------------------------------------ persistence
@@ -606,6 +666,7 @@ class Imputer:
             "prior_period": None
             if self.prior is None or self.prior.period is None
             else self.prior.period.tolist(),
+            "spread": None if self.spread is None else self.spread.to_dict(),
         }
 
     def _save_snapshot(self, trainer: Trainer, path: Path) -> None:
@@ -684,6 +745,7 @@ class Imputer:
         except (TypeError, ValueError, AttributeError) as e:
             raise CheckpointError(f"{meta_path}: unreadable value bounds ({e})") from None
         imputer.prior = _prior_from_meta(meta, imputer.config, meta_path)
+        imputer.spread = _spread_from_meta(meta, imputer.config, meta_path)
         imputer.network = imputer._build(len(imputer.feature_names))
         imputer._load_weights(Path(weights) if weights is not None else path / "model.pt")
         return imputer
@@ -724,3 +786,24 @@ def _prior_from_meta(
             f"{len(meta['feature_names'])} features"
         )
     return prior
+
+
+def _spread_from_meta(
+    meta: dict[str, Any], config: ExperimentConfig, meta_path: Path
+) -> SpreadCalibration | None:
+    """The spread calibration a model directory's config.json stores (absent in older models
+    and in models trained without one), checked against the features and the horizon."""
+    stored = meta.get("spread")
+    if stored is None:
+        return None
+    try:
+        spread = SpreadCalibration.from_dict(stored)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{meta_path}: unreadable spread calibration ({e})") from None
+    if len(spread.level) != len(meta["feature_names"]) or spread.horizon != config.data.horizon:
+        raise CheckpointError(
+            f"{meta_path}: a spread calibration for {len(spread.level)} features and horizon "
+            f"{spread.horizon}, in a model of {len(meta['feature_names'])} features and horizon "
+            f"{config.data.horizon}"
+        )
+    return spread

@@ -302,12 +302,21 @@ def test_train_in_steps_says_what_it_chose(tmp_path, capsys) -> None:
     sets = [a for s in TINY if not s.startswith("train.epochs") for a in ("--set", s)]
     argv = ["train", "--data", str(data), "--window", "16", "--no-tracking", *sets]
     argv += ["--output", str(tmp_path / "m"), "--steps", "5", "--max-minutes", "3"]
-    argv += ["--set", "train.validate_every=2"]
+    argv += ["--set", "train.validate_every=2", "--set", "train.calibration_windows=64"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "training for 5 steps or 3 minutes, whichever comes first" in out
     assert "trained 5 steps (3 rounds)" in out
     assert "--set" in out and "cosine, gradient norm clipped at 1, Adam beta2 0.99)" in out
+    assert "samples' spread calibrated on the validation windows" in out
+    # --uncalibrated: the samples as drawn, the same median
+    argv = ["impute", "--model", str(tmp_path / "m"), "--input", str(data), "--samples", "8"]
+    tables = []
+    for flag, name in (([], "cal.csv"), (["--uncalibrated"], "raw.csv")):
+        assert main([*argv, "--output", str(tmp_path / name), *flag]) == 0
+        tables.append(pd.read_csv(tmp_path / name, index_col=0))
+    pd.testing.assert_frame_equal(tables[0][["a", "b", "c"]], tables[1][["a", "b", "c"]], rtol=1e-5)
+    assert not tables[0].equals(tables[1])
 
 
 def test_impute_refuses_to_overwrite_its_input(trained, tmp_path, capsys) -> None:
@@ -466,11 +475,13 @@ def test_recipes_apply_over_the_defaults_and_under_set(tmp_path) -> None:
     widths = (plain.model.channels, csdi_own.model.channels, own_default.model.channels)
     assert widths == (64, 64, 32)  # the csdi recipe restores CSDI's width over the own defaults
     assert narrow.model.channels == 32 and narrow.model.n_heads == 2  # fast_c32: fast, narrower
-    # a forecaster also gets the seasonal prior, unless --set says otherwise
+    # a forecaster also gets the seasonal prior and the spread calibration, unless --set says
+    # otherwise
     forecast = config_of(*own, "--horizon", "6")
     no_season = config_of(*own, "--horizon", "6", "--set", "diffusion.prior_season=none")
     assert own_default.diffusion.prior_season == "none"
     assert forecast.diffusion.prior_season == "auto" and forecast.data.horizon == 6
+    assert forecast.train.calibration_windows == 64 and own_default.train.calibration_windows == 0
     assert no_season.diffusion.prior_season == "none"
 
 

@@ -4,6 +4,7 @@ the plumbing of the forecast mask's horizon and historical patterns into trainin
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,9 @@ HORIZON, CONTEXT = 4, 12
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):  # type: ignore[no-untyped-def]
-    cfg = load_config(None, [*TINY, "train.epochs=1", "data.stride=4", "name=tiny"])
+    sets = [*TINY, "train.epochs=1", "data.stride=4", "train.calibration_windows=64"]
+    sets += ["data.validation_fraction=0.2"]  # enough targets to fit a spread on
+    cfg = load_config(None, [*sets, "name=tiny"])
     frame = pd.DataFrame(
         sine_frame_values(200, 2, 0.1, seed=0),
         columns=["a", "b"],
@@ -71,6 +74,32 @@ def test_fit_forecast_save_load(fitted, tmp_path) -> None:
     np.testing.assert_array_equal(
         again.forecast(frame, n_samples=5, seed=3).samples, result.samples
     )
+
+
+def test_the_spread_is_calibrated_over_the_horizon_and_kept(fitted, tmp_path) -> None:
+    """Training ends by fitting the spread on the validation windows (one level per feature,
+    a slope over the horizon); forecasts keep their median with it or without, and a stored
+    calibration for another horizon is refused in one line."""
+    forecaster, frame = fitted
+    spread = forecaster.imputer.spread
+    assert spread is not None and spread.horizon == HORIZON and spread.level.shape == (2,)
+    calibrated = forecaster.forecast(frame, n_samples=9, seed=3)
+    raw = forecaster.forecast(frame, n_samples=9, seed=3, calibrated=False)
+    np.testing.assert_allclose(calibrated.median, raw.median, rtol=1e-5, atol=1e-6)
+    median = np.median(raw.samples, axis=1, keepdims=True)
+    factor = spread.factor(CONTEXT + HORIZON, 9)[CONTEXT:]  # (H, K)
+    np.testing.assert_allclose(
+        calibrated.samples, median + factor * (raw.samples - median), rtol=1e-4, atol=1e-5
+    )
+    forecaster.save(tmp_path / "m")
+    again = Forecaster.load(tmp_path / "m").imputer.spread
+    assert again is not None and np.array_equal(again.level, spread.level)
+    meta_path = tmp_path / "m" / "config.json"
+    meta = json.loads(meta_path.read_text())
+    meta["spread"]["horizon"] = HORIZON + 1
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="spread calibration for 2 features and horizon 5"):
+        Forecaster.load(tmp_path / "m")
 
 
 def test_bad_requests(fitted, tmp_path) -> None:

@@ -277,6 +277,45 @@ def test_prior_seasons_are_fitted_saved_and_resumed(tiny_config, tmp_path) -> No
         Imputer(replace(cfg, diffusion=zero)).fit(data, progress=False)
 
 
+def test_the_spread_is_calibrated_saved_and_applied(tiny_config, tmp_path) -> None:
+    """train.calibration_windows > 0: training ends by fitting one spread level per feature on
+    the validation windows, stored in config.json and read back; impute keeps the median and
+    the observed values whether it applies it or not (--uncalibrated), and a stored
+    calibration that does not fit the model is refused in one line."""
+    cfg = replace(tiny_config, train=replace(tiny_config.train, calibration_windows=32))
+    data = _windows(24, 12, 3, 0.3, seed=5)
+    valid = _windows(4, 12, 3, 0.3, seed=6)
+    imputer = Imputer(cfg).fit(data, valid=valid, output_dir=tmp_path / "m", progress=False)
+    spread = imputer.spread
+    assert spread is not None and spread.horizon is None and spread.level.shape == (3,)
+    loaded = Imputer.load(tmp_path / "m")
+    assert loaded.spread is not None and np.array_equal(loaded.spread.level, spread.level)
+    calibrated = loaded.impute(data[:3], n_samples=7, seed=0, clip=False)
+    raw = loaded.impute(data[:3], n_samples=7, seed=0, clip=False, calibrated=False)
+    np.testing.assert_allclose(calibrated.median, raw.median, rtol=1e-5, atol=1e-6)
+    observed = np.broadcast_to(~np.isnan(data[:3])[:, None], raw.samples.shape)
+    assert np.array_equal(calibrated.samples[observed], raw.samples[observed])
+    median = np.median(raw.samples, axis=1, keepdims=True)
+    factor = spread.factor(12, 7)
+    np.testing.assert_allclose(
+        calibrated.samples[~observed],
+        (median + factor * (raw.samples - median))[~observed],
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    assert Imputer(tiny_config).fit(data, valid=valid, progress=False).spread is None
+
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["spread"]["level"] = [1.0, 1.0]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="spread calibration for 2 features"):
+        Imputer.load(tmp_path / "m")
+    meta["spread"]["level"] = [1.0, -1.0, 1.0]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="unreadable spread calibration"):
+        Imputer.load(tmp_path / "m")
+
+
 def test_compiled_training_and_sampling_match_eager(tiny_config, eager_compile) -> None:
     """train.compile and sampling.compile put the network through torch.compile (here with
     dynamo's eager backend, `eager_compile`) and change no result beyond float rounding."""

@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 CALIBRATION_SAMPLES = 16  # per validation window (csdi.calibration.ensemble_factor: any S)
+# at most this many windows × features are sampled for the calibration (at least 8 windows):
+# 64 windows of up to 8 columns, 14 of 36, so that a wide file's calibration costs no more
+CALIBRATION_SERIES = 512
 
 
 class InputError(ValueError):
@@ -325,11 +328,13 @@ class Imputer:
         self, valid: WindowSet, patterns: np.ndarray | None = None
     ) -> SpreadCalibration | None:
         """Fit the spread calibration (`csdi.calibration`) on validation windows in model
-        units: up to `train.calibration_windows` of them, evenly spread, each given the training
-        mask (for a forecaster, the history) and sampled `CALIBRATION_SAMPLES` times; an
-        imputer's windows are repeated with fresh masks until there are that many. None (and
-        a log line) when the windows hold too few values to score."""
-        wanted = self.config.train.calibration_windows
+        units: up to `train.calibration_windows` of them (fewer for a wide file, at most
+        `CALIBRATION_SERIES` windows × features), evenly spread, each given the training mask
+        (for a forecaster, the history) and sampled `CALIBRATION_SAMPLES` times; an imputer's
+        windows are repeated with fresh masks until there are that many. None (and a log
+        line) when the windows hold too few values to score."""
+        width = valid.values.shape[2]
+        wanted = min(self.config.train.calibration_windows, max(8, CALIBRATION_SERIES // width))
         horizon = self.config.data.horizon
         n = len(valid)
         repeats = 1 if horizon is not None else -(-wanted // n)

@@ -316,6 +316,28 @@ def test_the_spread_is_calibrated_saved_and_applied(tiny_config, tmp_path) -> No
         Imputer.load(tmp_path / "m")
 
 
+def test_a_wide_file_calibrates_on_fewer_windows(tiny_config, monkeypatch) -> None:
+    """At most CALIBRATION_SERIES windows × features are sampled for the calibration, and
+    never fewer than 8 windows: the cost of a wide file's calibration stays bounded."""
+    cfg = replace(tiny_config, train=replace(tiny_config.train, calibration_windows=64))
+    data, valid = _windows(24, 12, 3, 0.3, seed=5), _windows(4, 12, 3, 0.3, seed=6)
+    imputer = Imputer(cfg).fit(data, valid=valid, progress=False)
+    sampled: list[int] = []
+    real = Imputer.sample_sharded
+
+    def spy(self, windows, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sampled.append(len(windows))
+        return real(self, windows, *args, **kwargs)
+
+    monkeypatch.setattr(Imputer, "sample_sharded", spy)
+    valid_n = imputer.scaler.transform(valid, ~np.isnan(valid))  # type: ignore[union-attr]
+    windows = windows_from_array(valid_n)
+    for series, expected in ((3 * 12, 12), (3 * 64, 64), (3, 8)):
+        monkeypatch.setattr("csdi.imputer.CALIBRATION_SERIES", series)
+        imputer.calibrate_spread(windows)
+        assert sampled[-1] == expected
+
+
 def test_compiled_training_and_sampling_match_eager(tiny_config, eager_compile) -> None:
     """train.compile and sampling.compile put the network through torch.compile (here with
     dynamo's eager backend, `eager_compile`) and change no result beyond float rounding."""

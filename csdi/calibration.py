@@ -2,8 +2,9 @@
 
 A post-hoc recalibration of the model's predictive distributions on validation windows, as
 Kuleshov, Fenner & Ermon (2018) recalibrate a regressor's quantiles on held-out data: sample s
-of entry (l, k) becomes m + c(l, k)·(x_s − m), m the entry's sample median, so the median (and
-with it the MAE) is unchanged and only the intervals widen or narrow. The factor is
+of entry (l, k) becomes m + c(l, k)·(x_s − m), m the entry's sample median (`np.median`: the
+midpoint of the middle two of an even number), so the median is unchanged and only the
+intervals widen or narrow. The factor is
 log c(l, k) = a_k + b·u_l: a level a_k per feature and, for a forecaster, one slope b shared by
 the features over the lead time u_l ∈ [0, 1] of the horizon (a forecast's intervals may be
 right an hour ahead and too narrow a day ahead). a and b are chosen on a grid to minimise the

@@ -221,6 +221,30 @@ def test_nothing_saved_is_lost_when_impute_fails(trained, tmp_path, capsys) -> N
     assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before
 
 
+def test_evaluate_applies_the_spread_calibration_unless_told(tmp_path, monkeypatch) -> None:
+    """A protocol model trained with train.calibration_windows: `csdi evaluate` scores the
+    calibrated samples (the median's MAE unchanged, the CRPS not), --uncalibrated the drawn.
+    An odd number of samples: CSDI's MAE takes the lower of the middle two of an even number,
+    which the calibration moves (np.median's midpoint it does not)."""
+    monkeypatch.chdir(tmp_path)
+    sets = [a for s in TINY for a in ("--set", s)]
+    sets += ["--set", "data.n_windows=120", "--set", "data.window=12"]
+    sets += ["--set", "train.calibration_windows=32"]
+    model = tmp_path / "synthetic"
+    config = Path(__file__).resolve().parents[1] / "pipelines" / "synthetic.toml"
+    argv = ["train", "--config", str(config), "--output", str(model), "--no-tracking", *sets]
+    assert main(argv) == 0
+    assert json.loads((model / "config.json").read_text())["spread"] is not None
+    evaluate = ["evaluate", "--model", str(model), "--max-windows", "6", "--samples", "9"]
+    evaluate += ["--steps", "3", "--no-elbo", "--no-tracking", "--reports", str(tmp_path / "r")]
+    records = []
+    for flag in ([], ["--uncalibrated"]):
+        assert main([*evaluate, *flag]) == 0
+        records.append(json.loads((model / "metrics.json").read_text())["metrics"])
+    assert records[0]["mae"] == pytest.approx(records[1]["mae"], rel=1e-5)
+    assert records[0]["crps_exact"] != records[1]["crps_exact"]
+
+
 def test_train_and_evaluate_a_config(tmp_path, capsys, monkeypatch) -> None:
     """`csdi train --config` then `csdi evaluate`: metrics.json and one appended record."""
     monkeypatch.chdir(tmp_path)

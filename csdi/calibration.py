@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from csdi.metrics import half_mean_pair_distance
+
 #: the factors tried: 1/4 … 4, log-uniform, neighbours 2.9 % apart (1 is on the grid)
 FACTORS = np.exp(np.linspace(np.log(0.25), np.log(4.0), 97))
 #: the lead-time slopes tried (log-factor change from the first step to the last of a horizon)
@@ -99,8 +101,7 @@ def crps_by_factor(
     x = samples.astype(np.float64)
     median = np.median(x, axis=1, keepdims=True)  # (N, 1, L, K)
     dev = x - median
-    coef = (2.0 * np.arange(s) - s + 1)[None, :, None, None]  # order statistics' weights
-    spread = (np.sort(dev, axis=1) * coef).sum(axis=1) / (s * (s - 1))  # (N, L, K)
+    spread = half_mean_pair_distance(np.moveaxis(np.sort(dev, axis=1), 1, -1))  # (N, L, K)
     y = np.where(target, values, 0.0)[:, None]  # (N, 1, L, K)
     weight = target.astype(np.float64)
     sums = np.empty((len(FACTORS), *values.shape[1:]))

@@ -320,8 +320,7 @@ class Imputer:
         if valid is not None and self.config.train.calibration_windows > 0:
             self.spread = self.calibrate_spread(valid, patterns)
             if output_dir is not None:  # rank 0: the model directory gains the factors
-                meta = json.dumps(self._meta(), indent=2)
-                checkpoint.write_text_atomic(meta, output_dir / "config.json")
+                self._write_meta(output_dir)
         return self.history
 
     def calibrate_spread(
@@ -694,6 +693,10 @@ class Imputer:
             {"network": network.state_dict(), "schedule": schedule.state_dict()},
             directory / "model.pt",
         )
+        self._write_meta(directory)
+
+    def _write_meta(self, directory: Path) -> None:
+        """config.json of the model directory: config, features, scaler, bounds, prior, spread."""
         checkpoint.write_text_atomic(json.dumps(self._meta(), indent=2), directory / "config.json")
 
     def save(self, directory: str | Path) -> Path:

@@ -191,13 +191,18 @@ def fair_crps_of_sorted(xs_sorted: FloatArray, y: FloatArray) -> FloatArray:
     Σ_{i<j}|x_i − x_j| = Σ_k (2k − S + 1) x_(k), so the spread term is O(S) after an O(S log S)
     sort instead of O(S²). With S = 1 the spread term is taken as 0 (the CRPS of a point forecast).
     """
-    s = xs_sorted.shape[1]
     skill = np.abs(xs_sorted - y[:, None]).mean(axis=1)
-    if s == 1:
+    if xs_sorted.shape[1] == 1:
         return skill
+    return skill - half_mean_pair_distance(xs_sorted)
+
+
+def half_mean_pair_distance(xs_sorted: FloatArray) -> FloatArray:
+    """Σ_{i≠j}|x_i − x_j| / (2S(S − 1)) of each row of ``xs_sorted`` (..., S), sorted along its
+    last axis (S ≥ 2): with order statistics, Σ_{i<j}|x_i − x_j| = Σ_k (2k − S + 1) x_(k)."""
+    s = xs_sorted.shape[-1]
     coef = 2.0 * np.arange(s) - s + 1  # (S,)
-    spread = (xs_sorted @ coef) / (s * (s - 1))  # = Σ_{i≠j}|x_i − x_j| / (2S(S−1))
-    return skill - spread
+    return (xs_sorted @ coef) / (s * (s - 1))
 
 
 def crps_exact(samples: Any, target: Any, mask: Any) -> float:

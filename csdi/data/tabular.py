@@ -77,6 +77,15 @@ def _repeated_header_name(path: Path, sep: str) -> str | None:
     return None
 
 
+def _comma_decimals(col: pd.Series) -> pd.Series:
+    """A text column of a decimal-comma file: the cells that read as numbers with the comma as
+    the decimal mark, written with a point; every other cell (a label, a date, "1.234,5") as the
+    file has it, so an error quotes what the user sees."""
+    dotted = col.str.replace(",", ".", regex=False)
+    numeric = pd.to_numeric(dotted.str.strip(), errors="coerce").notna()
+    return dotted.where(numeric, col)
+
+
 def _read_raw(path: Path) -> pd.DataFrame:
     """All cells as text (CSV) or as stored (parquet); NA tokens and blanks become NaN."""
     if path.is_dir():
@@ -92,7 +101,7 @@ def _read_raw(path: Path) -> pd.DataFrame:
                 raise DataError(f"{path}: column {repeated!r} appears twice in the header")
             raw = pd.read_csv(path, dtype=str, skipinitialspace=True, sep=sep)
             if decimal == ",":  # cells are text here; numbers are parsed later
-                raw = raw.apply(lambda c: c.str.replace(",", ".", regex=False))
+                raw = raw.apply(_comma_decimals)
         elif name.endswith(PARQUET_SUFFIXES):
             raw = pd.read_parquet(path)
             if not isinstance(raw.index, pd.RangeIndex):  # a stored index is the time column
@@ -309,9 +318,22 @@ def _find_time_column(
 
 
 def _check_unique_times(path: Path, times: pd.Index) -> None:
+    """Refuse a time stamp given twice (`times` in file order), naming both lines; for dates,
+    the likely cause — local time whose clock was set back an hour — and its remedy."""
     dup = times.duplicated()
     if dup.any():
-        raise DataError(f"{path}: duplicate time stamp {times[np.flatnonzero(dup)[0]]!s}")
+        i = int(np.flatnonzero(dup)[0])
+        first = int(np.flatnonzero(times == times[i])[0])
+        hint = (
+            "; local clock times repeat an hour when the clock is set back: write the stamps in "
+            "UTC or with their UTC offset, e.g. 2024-10-27 02:00+02:00"
+            if isinstance(times, pd.DatetimeIndex) and times.tz is None
+            else ""
+        )
+        raise DataError(
+            f"{path}: duplicate time stamp {times[i]!s} at {_line(path, i)} (also at "
+            f"{_line(path, first)}){hint}"
+        )
 
 
 def _first_text_cell(path: Path, col: pd.Series) -> str:

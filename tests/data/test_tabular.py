@@ -66,7 +66,7 @@ def test_long_round_trip(tmp_path: Path) -> None:
         ("t,a,b\n0,1,inf\n1,2,3\n", {}, r"column 'b' has an infinite value 'inf' at line 2"),
         ("t,a,b\n0,1,2\n1,1e39,3\n", {}, r"column 'a' has the value '1e39' at line 3, beyond"),
         ("t,a,b,a\n0,1,2,3\n1,1,3,4\n", {}, r"column 'a' appears twice in the header"),
-        ("time,a\n0,1\n1,2\n0,3\n", {}, r"duplicate time stamp 0$"),
+        ("time,a\n0,1\n1,2\n0,3\n", {}, r"duplicate time stamp 0 at line 4 \(also at line 2\)$"),
         ("t,name,a\n0,foo,1\n1,bar,2\n", {}, r"no number in column 'name': e.g. 'foo' at line 2"),
         ('t,a\n0,"1,234.5"\n1,9\n', {}, r"column 'a' has a non-numeric value '1,234.5' at"),
         ("t,a\n0,12 °C\n1,9 °C\n", {}, r"no number in column 'a': e.g. '12 °C' at line 2; write"),
@@ -134,6 +134,20 @@ def test_semicolon_csv_with_decimal_commas(tmp_path: Path) -> None:
     tabs = tmp_path / "tabs.csv"
     tabs.write_text("t\tx\n0\t1.5\n1\t2\n")
     assert read_table(tabs)["x"].tolist() == [1.5, 2.0]
+
+
+def test_decimal_comma_file_quotes_a_bad_cell_as_written(tmp_path: Path) -> None:
+    """Only cells that are numbers with a decimal comma are converted: a thousands separator
+    ("1.234,5") is refused quoting the cell as the file has it, and a label keeps its comma."""
+    path = tmp_path / "export.csv"
+    path.write_text("time;a;b\n2024-01-01 00:00;1,5;2\n2024-01-01 01:00;1.234,5;3\n")
+    with pytest.raises(DataError, match=r"column 'a' has a non-numeric value '1\.234,5' at line 3"):
+        read_table(path)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("time;a;site\n2024-01-01 00:00;1,5;North, A\n2024-01-01 01:00;2;North, A\n")
+    with pytest.raises(DataError, match=r"no number in column 'site': e\.g\. 'North, A' at line 2"):
+        read_table(labels)
+    assert read_table(labels, drop_non_numeric=True)["a"].tolist() == [1.5, 2.0]
 
 
 def test_rows_missing_from_a_regular_grid_come_back_empty(tmp_path: Path, caplog) -> None:
@@ -207,6 +221,18 @@ def test_local_time_across_a_clock_change_is_read_in_utc(tmp_path: Path) -> None
     assert local[0].endswith("+01:00") and local[-1].endswith("+02:00")
     frame = read_table(_write(tmp_path, _hourly(local)))
     assert list(frame.index) == list(utc) and frame["a"].tolist() == list(range(6))
+
+
+def test_local_time_repeating_an_hour_names_the_lines_and_the_remedy(tmp_path: Path) -> None:
+    """Naive local time when the clock is set back (02:00 twice on 27 October) is refused with
+    both lines and how to write the stamps, not a bare "duplicate"."""
+    local = pd.date_range("2024-10-27 00:00", periods=6, freq="h", tz="Europe/Berlin")
+    naive = [f"{t:%Y-%m-%d %H:%M}" for t in local.tz_localize(None)]
+    assert naive[2] == naive[3]
+    with pytest.raises(
+        DataError, match=r"02:00:00 at line 5 \(also at line 4\); local clock times repeat"
+    ):
+        read_table(_write(tmp_path, _hourly(naive)))
 
 
 def test_unsorted_rows_are_sorted_with_a_warning(tmp_path: Path, caplog) -> None:

@@ -89,8 +89,11 @@ def test_learned_bias_adds_a_score_per_head_and_query_key_pair(kind: str, masked
     out = layer(x, key_mask)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
     # a random projection: the layer norm's outputs sum (and square-sum) to constants
-    (out * torch.randn(out.shape, dtype=torch.float64, generator=_generator(11))).sum().backward()
+    projection = torch.randn(out.shape, dtype=torch.float64, generator=_generator(11))
+    (expected_grad,) = torch.autograd.grad((expected * projection).sum(), table)
+    (out * projection).sum().backward()
     assert table.grad is not None
+    torch.testing.assert_close(table.grad, expected_grad, rtol=0, atol=1e-12)
     if key_mask is None:  # (with a mask, pairs whose key no window keeps get no gradient)
         assert bool(table.grad.abs().gt(1e-6).all())
 

@@ -319,14 +319,14 @@ def _find_time_column(
 
 def _check_unique_times(path: Path, times: pd.Index) -> None:
     """Refuse a time stamp given twice (`times` in file order), naming both lines; for dates,
-    the likely cause — local time whose clock was set back an hour — and its remedy."""
+    a likely cause — local time whose clock was set back an hour — and its remedy."""
     dup = times.duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
         first = int(np.flatnonzero(times == times[i])[0])
         hint = (
-            "; local clock times repeat an hour when the clock is set back: write the stamps in "
-            "UTC or with their UTC offset, e.g. 2024-10-27 02:00+02:00"
+            "; if these are local clock times set back an hour (the end of daylight saving), "
+            "write them in UTC or with their UTC offset, e.g. 2024-10-27 02:00+02:00"
             if isinstance(times, pd.DatetimeIndex) and times.tz is None
             else ""
         )

@@ -230,7 +230,7 @@ def test_local_time_repeating_an_hour_names_the_lines_and_the_remedy(tmp_path: P
     naive = [f"{t:%Y-%m-%d %H:%M}" for t in local.tz_localize(None)]
     assert naive[2] == naive[3]
     with pytest.raises(
-        DataError, match=r"02:00:00 at line 5 \(also at line 4\); local clock times repeat"
+        DataError, match=r"02:00:00 at line 5 \(also at line 4\); if these are local clock times"
     ):
         read_table(_write(tmp_path, _hourly(naive)))
 
